@@ -10,7 +10,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-MODELS = ("vgg16", "resnet50", "densenet121")  # §IV.D: the three backbones of Table I
+# §IV.D: the three backbones of Table I; "tiny" is a 2-conv CNN for tests only (not in the paper).
+MODELS = ("vgg16", "resnet50", "densenet121", "tiny")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
 
