@@ -1,0 +1,90 @@
+"""Get the real ChestX-ray14 label files without downloading the 42 GB of images.
+
+    python -m data_prep.fetch_labels --out data/labels [--source DIR]
+
+Looks, in order, in `--source`, in `$CXR14_LABELS_DIR`, in `../shared/data` beside the checkout,
+and finally in the PyPI wheel of torchxrayvision (which ships both files), fetched with
+`pip download --no-deps` so torch is never installed. Each file is checked against the SHA-256 of
+the NIH release we tested with, so a different or truncated file is reported, not used silently.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+# The NIH v2020 label file and the 2017 bounding boxes, as shipped in torchxrayvision 1.5.7.
+FILES = {
+    "Data_Entry_2017_v2020.csv.gz": "9d4de640ee4f760215d8be98376b20387ca52f9c6b4d1b727cb588fb82f40b80",
+    "BBox_List_2017.csv.gz": "cf9dc6029f65daa8b389415b0546af0eeeb91fbac7d63ec49d7f8de2fd8f40cd",
+}
+WHEEL = "torchxrayvision==1.5.7"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in FILES)
+
+
+def _candidates(source: str | None) -> list[Path]:
+    dirs = [source, os.environ.get("CXR14_LABELS_DIR"), REPO_ROOT.parent / "shared" / "data"]
+    return [Path(d) for d in dirs if d]
+
+
+def _from_wheel(out: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", WHEEL, "-d", tmp]
+        if subprocess.run(cmd).returncode != 0:
+            raise RuntimeError(f"`{' '.join(cmd[2:])}` failed; place {', '.join(FILES)} in {out} by hand")
+        wheel = next(Path(tmp).glob("torchxrayvision-*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            for name in FILES:
+                with zf.open(f"torchxrayvision/data/{name}") as src, open(out / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+
+
+def fetch_labels(out: str | Path, source: str | None = None) -> Path:
+    """Make sure `out` holds both files with the expected checksums; return `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not _complete(out):
+        found = next((d for d in _candidates(source) if _complete(d)), None)
+        if found is not None:
+            for name in FILES:
+                shutil.copyfile(found / name, out / name)
+            print(f"copied label files from {found}")
+        else:
+            print(f"downloading the label files inside the {WHEEL} wheel (29 MB, no torch)")
+            _from_wheel(out)
+    for name, expected in FILES.items():
+        if sha256(out / name) != expected:
+            raise RuntimeError(f"{out / name}: checksum differs from the NIH release we tested with")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="data/labels", help="folder to hold the two .csv.gz files")
+    parser.add_argument("--source", help="a folder that already has them")
+    args = parser.parse_args(argv)
+    try:
+        out = fetch_labels(args.out, args.source)
+    except (RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"label files ready in {out}: {', '.join(FILES)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
