@@ -5,6 +5,7 @@ dicts; callers print and write files.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -37,3 +38,192 @@ def mean_auc(aucs: dict[str, float]) -> float:
     """Table I's AVE: the unweighted mean over classes (NaN classes left out; NaN if all are)."""
     values = np.array(list(aucs.values()), dtype=np.float64)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def roc_curve_per_class(labels: np.ndarray, scores: np.ndarray, class_names) -> dict[str, dict]:
+    """Per-class ROC curve points for Figure 1: {name: {"fpr", "tpr", "auc"}}.
+
+    A single-valued class gets NaN AUC, an empty curve and a DegenerateClassWarning."""
+    from sklearn.metrics import roc_curve
+
+    aucs = roc_auc_per_class(labels, scores, class_names)
+    labels = np.asarray(labels)
+    curves = {}
+    for j, name in enumerate(class_names):
+        if np.isnan(aucs[name]):
+            curves[name] = {"fpr": np.array([]), "tpr": np.array([]), "auc": aucs[name]}
+            continue
+        fpr, tpr, _ = roc_curve(labels[:, j], np.asarray(scores, dtype=np.float64)[:, j])
+        curves[name] = {"fpr": fpr, "tpr": tpr, "auc": aucs[name]}
+    return curves
+
+
+# --- bootstrap CI over patients ------------------------------------------------------------------
+# Our choice (the paper reports no uncertainty): percentile bootstrap, resampling PATIENTS with
+# replacement and taking all their images, because images of one patient are correlated (§IV.A
+# splits "by patient individually"); resampling images would understate the variance.
+
+
+def _tie_groups(scores_sorted: np.ndarray) -> np.ndarray:
+    """Group id per sorted score; equal scores share a group (ties count 0.5 in the AUC)."""
+    return np.concatenate([[0], np.cumsum(np.diff(scores_sorted) != 0)])
+
+
+def _weighted_auc(y_sorted: np.ndarray, groups: np.ndarray, weights: np.ndarray) -> float:
+    """Mann–Whitney AUC with integer case weights (a bootstrap resample) over pre-sorted scores.
+
+    AUC = Σ_pos w·(W_neg below + ½ W_neg tied) / (W_pos · W_neg); NaN if a class is single-valued."""
+    w_pos = weights * y_sorted
+    w_neg = weights - w_pos
+    total_pos, total_neg = w_pos.sum(), w_neg.sum()
+    if total_pos == 0 or total_neg == 0:
+        return float("nan")
+    neg_g = np.bincount(groups, weights=w_neg)
+    pos_g = np.bincount(groups, weights=w_pos)
+    below = np.cumsum(neg_g) - neg_g
+    return float(np.dot(pos_g, below + 0.5 * neg_g) / (total_pos * total_neg))
+
+
+def _percentile_ci(values: np.ndarray, alpha: float) -> tuple[float, float, int]:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan"), 0
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high), int(values.size)
+
+
+def bootstrap_auc_ci(labels, scores, patient_ids, class_names, n_resamples: int = 1000,
+                     seed: int = 0, alpha: float = 0.05) -> dict:
+    """Percentile-bootstrap CIs of each class's AUC and of their mean (Table I's AVE), resampling
+    patients with replacement (all images of a drawn patient, as many times as it is drawn).
+
+    A resample in which a class is single-valued is skipped for that class; `n_resamples_used`
+    says how many were used. The mean's resample is used only when every class that is defined on
+    the full set is defined in it. Deterministic for a given `seed`.
+    Returns {"per_class": {name: {auc, ci_low, ci_high, n_resamples_used}}, "mean": {...},
+    "n_resamples", "seed", "alpha", "n_patients", "n_images", "method"}."""
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=np.float64)
+    point = roc_auc_per_class(labels, scores, class_names)  # validates shapes, warns on degenerate
+    patient_ids = np.asarray(patient_ids)
+    if patient_ids.shape != (labels.shape[0],):
+        raise ValueError(f"patient_ids {patient_ids.shape} must be [N={labels.shape[0]}]")
+    patients, code = np.unique(patient_ids, return_inverse=True)
+    orders = [np.argsort(scores[:, j], kind="stable") for j in range(len(class_names))]
+    sorted_y = [labels[o, j].astype(np.float64) for j, o in enumerate(orders)]
+    groups = [_tie_groups(scores[o, j]) for j, o in enumerate(orders)]
+    rng = np.random.default_rng(seed)
+    boot = np.full((n_resamples, len(class_names)), np.nan)
+    for b in range(n_resamples):
+        counts = np.bincount(rng.integers(0, patients.size, patients.size), minlength=patients.size)
+        weights = counts[code].astype(np.float64)
+        for j, order in enumerate(orders):
+            if np.isfinite(point[class_names[j]]):
+                boot[b, j] = _weighted_auc(sorted_y[j], groups[j], weights[order])
+    return _summarise_bootstrap(boot, point, class_names, alpha, seed, patients.size, labels.shape[0])
+
+
+def _summarise_bootstrap(boot, point, class_names, alpha, seed, n_patients, n_images) -> dict:
+    per_class = {}
+    for j, name in enumerate(class_names):
+        low, high, used = _percentile_ci(boot[:, j], alpha)
+        per_class[name] = {"auc": point[name], "ci_low": low, "ci_high": high, "n_resamples_used": used}
+    defined = np.array([np.isfinite(point[n]) for n in class_names])
+    means = np.full(boot.shape[0], np.nan)
+    if defined.any():
+        complete = np.isfinite(boot[:, defined]).all(axis=1)
+        means[complete] = boot[complete][:, defined].mean(axis=1)
+    low, high, used = _percentile_ci(means, alpha)
+    return {
+        "per_class": per_class,
+        "mean": {"auc": mean_auc(point), "ci_low": low, "ci_high": high, "n_resamples_used": used},
+        "n_resamples": int(boot.shape[0]), "seed": seed, "alpha": alpha,
+        "n_patients": int(n_patients), "n_images": int(n_images),
+        "method": "percentile bootstrap over patients",
+    }
+
+
+# --- DeLong test ---------------------------------------------------------------------------------
+# Our choice (the paper gives no significance test): DeLong, DeLong & Clarke-Pearson (1988),
+# paired test of two correlated AUCs on the same images, computed with the midrank algorithm of
+# Sun & Xu (2014), IEEE Signal Process. Lett. 21(11), O(N log N) instead of O(m·n).
+
+
+def _midrank(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given the mean of their ranks (Sun & Xu 2014, Algorithm 1)."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    groups = _tie_groups(xs)
+    first = np.searchsorted(groups, groups, side="left")
+    last = np.searchsorted(groups, groups, side="right")
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = 0.5 * (first + 1 + last)  # mean of the 1-based ranks first+1 … last
+    return ranks
+
+
+def _delong_components(y: np.ndarray, scores: np.ndarray):
+    """AUCs [k] and structural components V10 [k, m] (positives), V01 [k, n] (negatives) for k
+    score vectors [k, N]: V10_i = P(score_i > negative) + ½P(tie), V01_j likewise for negatives."""
+    pos, neg = scores[:, y == 1], scores[:, y == 0]
+    m, n = pos.shape[1], neg.shape[1]
+    tx = np.array([_midrank(s) for s in pos])
+    ty = np.array([_midrank(s) for s in neg])
+    tz = np.array([_midrank(s) for s in np.concatenate([pos, neg], axis=1)])
+    aucs = (tz[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * n)
+    v10 = (tz[:, :m] - tx) / n
+    v01 = 1.0 - (tz[:, m:] - ty) / m
+    return aucs, v10, v01
+
+
+def delong_test(labels, scores_a, scores_b) -> dict:
+    """DeLong paired test of AUC(a) vs AUC(b) on the same images (one class).
+
+    Returns {auc_a, auc_b, difference (a − b), variance, se, z, p_value (two-sided), n_positive,
+    n_negative}. Single-valued labels → NaN everywhere and a DegenerateClassWarning. Identical
+    scores give difference 0, variance 0, z 0, p 1. Fewer than 2 positives or negatives → NaN
+    variance (the 1/(m−1) covariance is undefined)."""
+    y = np.asarray(labels).astype(np.int64).ravel()
+    a = np.asarray(scores_a, dtype=np.float64).ravel()
+    b = np.asarray(scores_b, dtype=np.float64).ravel()
+    if not (y.shape == a.shape == b.shape):
+        raise ValueError(f"labels {y.shape}, scores_a {a.shape}, scores_b {b.shape} must match")
+    m, n = int((y == 1).sum()), int((y == 0).sum())
+    nan = float("nan")
+    out = {"auc_a": nan, "auc_b": nan, "difference": nan, "variance": nan, "se": nan, "z": nan,
+           "p_value": nan, "n_positive": m, "n_negative": n}
+    if m == 0 or n == 0:
+        warnings.warn("only one label value in the evaluated set; DeLong test is NaN",
+                      DegenerateClassWarning, stacklevel=2)
+        return out
+    aucs, v10, v01 = _delong_components(y, np.stack([a, b]))
+    diff = float(aucs[0] - aucs[1])
+    out.update(auc_a=float(aucs[0]), auc_b=float(aucs[1]), difference=diff)
+    if m < 2 or n < 2:
+        return out
+    cov = np.cov(v10) / m + np.cov(v01) / n  # DeLong 1988 Eq. (3)-(4): S = S10/m + S01/n
+    var = float(max(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], 0.0))  # clip −1e-17 round-off
+    se = float(np.sqrt(var))
+    if se == 0.0:
+        z = 0.0 if diff == 0.0 else float(np.copysign(np.inf, diff))
+    else:
+        z = diff / se
+    out.update(variance=var, se=se, z=z, p_value=float(math.erfc(abs(z) / math.sqrt(2))))
+    return out
+
+
+def delong_per_class(labels, scores_a, scores_b, class_names) -> dict[str, dict]:
+    """`delong_test` for each column; {name: result dict}."""
+    labels = np.asarray(labels)
+    scores_a, scores_b = np.asarray(scores_a), np.asarray(scores_b)
+    shape = (labels.shape[0], len(class_names))
+    if labels.shape != shape or scores_a.shape != shape or scores_b.shape != shape:
+        raise ValueError(f"labels {labels.shape}, scores {scores_a.shape}, {scores_b.shape} must be {shape}")
+    result = {}
+    for j, name in enumerate(class_names):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result[name] = delong_test(labels[:, j], scores_a[:, j], scores_b[:, j])
+        if caught:  # re-issue with the class name so the caller knows which one
+            warnings.warn(f"{name}: only one label value in the evaluated set; DeLong test is NaN",
+                          DegenerateClassWarning, stacklevel=2)
+    return result

@@ -1,0 +1,227 @@
+"""reproduce.report: Table I / Figure 1 from prediction CSVs with known AUCs, bad inputs, and the
+CLI end to end in a subprocess (which must never import TensorFlow)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep.schema import CLASSES
+from reproduce import metrics, report
+
+ROOT = Path(__file__).resolve().parents[1]
+N_POS, N_NEG = 10, 30  # 40 images, 2 per patient
+# Concordant pairs k of 300 per class j: AUC = k/300 exactly (no ties, see _scores).
+TARGETS = {
+    "vgg16_wce": lambda j: 200 + j,
+    "densenet121_wce": lambda j: 210 + 2 * j,
+    "densenet121_ewl": lambda j: 240 + j,
+}
+
+
+def _labels() -> np.ndarray:
+    """[40, 14]: class j is positive on the 10 images with (i + j) % 4 == 0."""
+    i = np.arange(N_POS + N_NEG)[:, None]
+    return ((i + np.arange(14)[None, :]) % 4 == 0).astype(int)
+
+
+def _scores(y: np.ndarray, k: int) -> np.ndarray:
+    """Negatives score (r + 1)/100 (r = 0…29); positive number p scores (c_p + ½)/100, above
+    exactly the c_p negatives r = 0…c_p − 1, with Σ c_p = k → AUC = k / (10·30), no ties."""
+    c = np.full(N_POS, k // N_POS) + (np.arange(N_POS) < k % N_POS)
+    s = np.empty(y.size)
+    s[y == 0] = (np.arange(N_NEG) + 1) / 100
+    s[y == 1] = (c + 0.5) / 100
+    return s
+
+
+def write_run(run: Path, key: str, k_of_class, image_offset: int = 0, config: dict | None = None):
+    y = _labels()
+    df = pd.DataFrame({"image_index": [f"{i + image_offset:08d}_000.png" for i in range(len(y))],
+                       "patient_id": np.arange(len(y)) // 2})
+    for j, c in enumerate(CLASSES):
+        df[f"label_{c}"] = y[:, j]
+    for j, c in enumerate(CLASSES):
+        df[f"score_{c}"] = _scores(y[:, j], k_of_class(j))
+    run.mkdir(parents=True, exist_ok=True)
+    df.sample(frac=1, random_state=0).to_csv(run / "predictions_test.csv", index=False)  # any row order
+    (run / "config.json").write_text(json.dumps(config or {"model": key.split("_")[0], "seed": 0}))
+    return df
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    for key, target in TARGETS.items():
+        write_run(base / key, key, target)
+    return base
+
+
+def _args(runs: Path, out: Path, what="table1", keys=TARGETS, extra=()):
+    argv = [what, "--out", str(out), "--n-resamples", "20", *extra]
+    for key in keys:
+        argv += ["--runs", f"{key}={runs / key}"]
+    return argv
+
+
+@pytest.fixture(scope="module")
+def table_out(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    assert report.main(_args(runs, out, extra=["--synthetic"])) == 0
+    return out
+
+
+def test_table1_values_equal_constructed_aucs(table_out):
+    ours = pd.read_csv(table_out / "table1.csv", comment="#", index_col="pathology")
+    for key, target in TARGETS.items():
+        expected = [round(target(j) / 300, 4) for j in range(14)]
+        assert ours[key].iloc[:14].tolist() == pytest.approx(expected, abs=1e-12)
+        assert ours.loc["AVE", key] == pytest.approx(round(np.mean([target(j) for j in range(14)]) / 300, 4))
+
+
+def test_table1_layout_matches_paper_table(table_out):
+    paper = pd.read_csv(ROOT / "results" / "paper_table1.csv", index_col="pathology")
+    ours = pd.read_csv(table_out / "table1.csv", comment="#", index_col="pathology")
+    assert ours.index.tolist() == paper.index.tolist()
+    assert ours.columns.tolist() == [c for c in paper.columns if c in TARGETS]  # paper's order
+    header = (table_out / "table1.csv").read_text().splitlines()[0]
+    assert header.startswith("# data: synthetic") and "40 images, 20 patients" in header
+
+
+def test_comparison_csv_columns_and_delong(table_out, runs):
+    comp = pd.read_csv(table_out / "table1_comparison.csv", comment="#")
+    assert comp.columns.tolist() == ["pathology", "run", "paper", "ours", "ci_low", "ci_high",
+                                     "ours_minus_paper", "delong_p_ewl_vs_wce", "n_resamples_used"]
+    assert len(comp) == 3 * 15
+    row = comp[(comp.pathology == "Hernia") & (comp.run == "densenet121_ewl")].iloc[0]
+    assert row.paper == 0.9637  # Table I, Hernia, DenseNet121 proposed loss
+    assert row.ours == pytest.approx(round((240 + 7) / 300, 4))
+    assert row.ours_minus_paper == pytest.approx(row.ours - row.paper, abs=1e-4)
+    assert row.ci_low <= row.ours <= row.ci_high
+    y = _labels()[:, 7]
+    expected_p = metrics.delong_test(y, _scores(y, 247), _scores(y, 210 + 14))["p_value"]
+    assert row.delong_p_ewl_vs_wce == pytest.approx(expected_p, abs=1e-4)
+    pair = comp[comp.run.isin(["densenet121_ewl", "densenet121_wce"]) & (comp.pathology != "AVE")]
+    assert pair.delong_p_ewl_vs_wce.between(0, 1).all()
+    assert comp[comp.run == "vgg16_wce"].delong_p_ewl_vs_wce.isna().all()
+    assert comp[comp.pathology == "AVE"].delong_p_ewl_vs_wce.isna().all()
+
+
+def test_markdown_configs_and_report_config(table_out, runs):
+    md = (table_out / "table1.md").read_text()
+    assert md.splitlines()[0].startswith("# Table I reproduction — data: synthetic ChestX-ray14 (phantom)")
+    assert "split: test; 40 images" in md and "DeLong p (ewl vs wce)" in md
+    assert json.loads((table_out / "configs" / "vgg16_wce.json").read_text()) == {"model": "vgg16", "seed": 0}
+    rc = json.loads((table_out / "report_config.json").read_text())
+    assert list(rc) == ["table1"]
+    rc = rc["table1"]
+    assert rc["argv"][:3] == ["table1", "--out", str(table_out)]
+    assert rc["synthetic"] is True and rc["n_resamples"] == 20 and rc["split"] == "test"
+    assert rc["runs"]["densenet121_ewl"] == str(runs / "densenet121_ewl")
+    assert len(rc["predictions_sha256"]["vgg16_wce"]) == 64
+
+
+def test_real_data_header_without_synthetic(runs, tmp_path):
+    assert report.main(_args(runs, tmp_path, keys=["vgg16_wce"])) == 0
+    assert "data: ChestX-ray14 (NIH)" in (tmp_path / "table1.md").read_text()
+    assert "synthetic" not in (tmp_path / "table1.csv").read_text()
+
+
+def test_figure1_files(runs, tmp_path):
+    assert report.main(_args(runs, tmp_path, what="figure1", keys=["densenet121_ewl"], extra=["--synthetic"])) == 0
+    png, pdf = (tmp_path / "figure1.png").read_bytes(), (tmp_path / "figure1.pdf").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    assert pdf[:5] == b"%PDF-" and len(pdf) > 10_000
+    assert not (tmp_path / "table1.csv").exists()
+    assert report.main(_args(runs, tmp_path, keys=["densenet121_ewl"])) == 0  # table1 into the same DIR
+    rc = json.loads((tmp_path / "report_config.json").read_text())
+    assert rc["figure1"]["command"] == "figure1" and rc["table1"]["command"] == "table1"
+
+
+def test_figure_panels_not_run_and_curves():
+    from reproduce import figures
+
+    y = _labels()
+    scores = np.stack([_scores(y[:, j], 200 + j) for j in range(14)], axis=1)
+    curves = metrics.roc_curve_per_class(y, scores, CLASSES)
+    fig = figures.figure1({"densenet121_ewl": curves}, "synthetic ChestX-ray14 (phantom) — not real-data results")
+    axes = fig.axes
+    assert [t.get_text() for t in axes[0].texts] == ["not run"]
+    assert len(axes[3].lines) == 15  # 14 classes + chance diagonal
+    legend = [t.get_text() for t in axes[3].get_legend().get_texts()]
+    assert f"Hernia {207 / 300:.3f}" in legend
+    assert "not real-data" in fig._suptitle.get_text()
+    figures.plt.close(fig)
+
+
+def _error(capsys, argv) -> str:
+    assert report.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_bad_inputs_one_line_errors(runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert "predictions file not found" in _error(capsys, _args(runs, out, extra=["--split", "val"]))
+    assert "KEY=RUN" in _error(capsys, ["table1", "--out", str(out), "--runs", "Bad Key=x"])
+    bad = tmp_path / "bad"
+    df = write_run(bad, "vgg16_wce", TARGETS["vgg16_wce"])
+    df.drop(columns=["score_Hernia"]).to_csv(bad / "predictions_test.csv", index=False)
+    err = _error(capsys, ["table1", "--out", str(out), "--runs", f"vgg16_wce={bad}"])
+    assert "missing column(s) score_Hernia" in err and str(bad / "predictions_test.csv") in err
+    df.assign(label_Mass=2).to_csv(bad / "predictions_test.csv", index=False)
+    assert "only 0 and 1" in _error(capsys, ["table1", "--out", str(out), "--runs", f"vgg16_wce={bad}"])
+    (bad / "config.json").unlink()
+    assert "config.json: run config not found" in _error(capsys, ["table1", "--out", str(out), "--runs", f"vgg16_wce={bad}"])
+
+
+def test_different_image_sets_refused(runs, tmp_path, capsys):
+    other = tmp_path / "shifted"
+    write_run(other, "densenet121_ewl", TARGETS["densenet121_ewl"], image_offset=5)
+    argv = ["table1", "--out", str(tmp_path / "o"), "--runs", f"densenet121_wce={runs / 'densenet121_wce'}",
+            "--runs", f"densenet121_ewl={other}"]
+    assert "different image sets" in _error(capsys, argv)
+    assert not (tmp_path / "o" / "table1.csv").exists()
+    relabelled = tmp_path / "relabelled"
+    df = write_run(relabelled, "densenet121_ewl", TARGETS["densenet121_ewl"])
+    df.loc[0, "label_Mass"] = 1 - df.loc[0, "label_Mass"]
+    df.to_csv(relabelled / "predictions_test.csv", index=False)
+    argv[-1] = f"densenet121_ewl={relabelled}"
+    assert "different labels" in _error(capsys, argv)
+
+
+def test_phantom_run_needs_synthetic_flag(tmp_path, capsys):
+    run = tmp_path / "r"
+    write_run(run, "vgg16_wce", TARGETS["vgg16_wce"], config={"data": "data/phantom_tfrecords"})
+    argv = ["table1", "--out", str(tmp_path / "o"), "--runs", f"vgg16_wce={run}", "--n-resamples", "5"]
+    assert "pass --synthetic" in _error(capsys, argv)
+    assert report.main(argv + ["--synthetic"]) == 0
+
+
+def test_cli_end_to_end_subprocess_without_tensorflow(runs, tmp_path):
+    out = tmp_path / "cli"
+    # -X importtime logs every module the process imports to stderr: a whole report run (tables
+    # and figure) must not import TensorFlow.
+    cmd = [sys.executable, "-X", "importtime", "-m", "reproduce.report",
+           *_args(runs, out, what="all", extra=["--synthetic"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line]
+    assert "matplotlib" in imported and "sklearn" in imported  # the log is real
+    assert not [m for m in imported if m.split(".")[0] in ("tensorflow", "keras")]
+    assert "not real-data results" in proc.stdout and "| Hernia |" in proc.stdout
+    for name in ("table1.csv", "table1_comparison.csv", "table1.md", "figure1.png", "figure1.pdf",
+                 "report_config.json", "configs/densenet121_ewl.json"):
+        assert (out / name).is_file(), name
+
+
+def test_cli_bad_input_subprocess_one_line(tmp_path):
+    cmd = [sys.executable, "-m", "reproduce.report", "table1", "--out", str(tmp_path),
+           "--runs", f"vgg16_wce={tmp_path / 'nope'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
