@@ -40,7 +40,7 @@ labels: setup
 	$(PY) -m data_prep.fetch_labels --out $(dir $(LABELS))
 
 phantom: labels
-	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(PHANTOM_DIR) --images $(PHANTOM_IMAGES) --seed $(SEED)
+	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(PHANTOM_DIR) --images $(PHANTOM_IMAGES) --seed $(SEED) --workers $(WORKERS)
 
 demo-shards: phantom
 	$(PY) -m data_prep.build --data-dir $(PHANTOM_DIR) --out $(DEMO_SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)

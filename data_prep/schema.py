@@ -86,7 +86,10 @@ def encode_example(
         "image_index": _bytes(image_index.encode()),
         "patient_id": _int(patient_id),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    # deterministic=True: protobuf map order otherwise varies between processes, and a resumed or
+    # 2-worker build must write byte-identical shards (tests/test_build.py).
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_example(serialized, encoding: str = "raw", size: int | None = None) -> dict:

@@ -38,7 +38,7 @@ def check_patient_disjoint(splits: dict[str, pd.DataFrame]) -> None:
             seen[pid] = name
 
 
-def _cut_patients(patients: np.ndarray, ratios, seed: int) -> list[np.ndarray]:
+def cut_patients(patients: np.ndarray, ratios, seed: int) -> list[np.ndarray]:
     """Shuffle unique patient ids with `seed` and cut them by `ratios` (rounded cumulatively)."""
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(np.sort(patients))
@@ -57,7 +57,7 @@ def _select(df: pd.DataFrame, patient_groups) -> dict[str, pd.DataFrame]:
 
 def patient_split(df: pd.DataFrame, seed: int = 0, ratios=PAPER_RATIOS) -> dict[str, pd.DataFrame]:
     """The `paper` split: patients shuffled with `seed` and cut 7:1:2 (by patients, not images)."""
-    return _select(df, _cut_patients(df["patient_id"].unique(), ratios, seed))
+    return _select(df, cut_patients(df["patient_id"].unique(), ratios, seed))
 
 
 def _read_list(path: Path) -> set[str]:
@@ -78,7 +78,7 @@ def official_split(df: pd.DataFrame, lists_dir: str | Path, seed: int = 0,
         if missing:
             raise SplitError(f"{lists_dir / name}: {len(missing)} images not in the label file, e.g. {missing[0]}")
     tv = df[df["image_index"].isin(train_val)]
-    val_pat, train_pat = _cut_patients(tv["patient_id"].unique(), (val_fraction, 1 - val_fraction), seed)
+    val_pat, train_pat = cut_patients(tv["patient_id"].unique(), (val_fraction, 1 - val_fraction), seed)
     test_pat = df[df["image_index"].isin(test)]["patient_id"].unique()
     return _select(df, [train_pat, val_pat, test_pat])
 
