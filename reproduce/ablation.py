@@ -1,0 +1,293 @@
+"""Ablation of Eq. (2) (issue 5): the literal loss, weighted CE and each reading, same model.
+
+    python -m reproduce.ablation --data SHARDS --runs RUNS --labels LABELFILE --out OUT
+                                 [--readings R ...] [--preset demo] [--model densenet121]
+    (`make ablation`: demo preset, DenseNet121 on the synthetic set.)
+
+For each loss — "wce" (Eq. (1)), "ewl" (Eq. (2) as printed) and every reading of
+`reproduce.loss_readings` — RUNS/<model>_<loss> is trained and evaluated on the test split,
+unless its predictions_test.csv already exists (`make demo` leaves wce and ewl there). Writes
+OUT/ablation.csv (one row per loss: mean AUC with its patient-bootstrap 95% CI, per-class AUC,
+per-class DeLong p vs weighted CE, classes significantly better/worse), OUT/label_relations.csv
+and .png (`reproduce.cooccurrence` against the REAL label file) and OUT/ewl_term.png.
+`--figure-only` writes just ewl_term.png (docs/figures/ewl_term.png is made that way).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_prep.schema import CLASSES
+from reproduce import cooccurrence, metrics
+
+BASELINE, LITERAL = "wce", "ewl"
+ALPHA = 0.05  # our choice: two-sided DeLong p < 0.05 per class, no multiplicity correction
+#               (14 tests; the counts are descriptive, the p values are all in the CSV)
+READING_TEXT = {
+    "wce": "Eq. (1) weighted CE, sigmoid head (baseline)",
+    "ewl": "Eq. (2) as printed, softmax head (the paper's proposed loss)",
+    "ewl_neg": "Eq. (2) sign flipped: minimise sum l p log p, softmax head",
+    "softmax_ce": "softmax CE, multi-hot targets normalised to sum 1, softmax head",
+    "wce_ewl": "Eq. (1) + 1.0 * Eq. (2) on softmax of the same logits, sigmoid head",
+    "ewl_sigmoid": "Eq. (2) as printed on a sigmoid head",
+}
+
+
+class AblationError(ValueError):
+    """Bad input to the ablation: a run that is not what its folder name says, mismatched sets."""
+
+
+# --- runs ----------------------------------------------------------------------------------------
+def ensure_predictions(config, data_dir: Path, run_dir: Path, preset_name=None) -> Path:
+    """RUN/predictions_test.csv, training and evaluating the run first if it is missing."""
+    pred = run_dir / "predictions_test.csv"
+    saved = run_dir / "config.json"
+    if pred.is_file():
+        if saved.is_file():  # every Config field must match: a paper-preset run is not a demo one
+            old = json.loads(saved.read_text())
+            diff = [f"{k} is {old.get(k)!r}, expected {v!r}" for k, v in config.to_dict().items()
+                    if k in old and old[k] != v]
+            if diff:
+                raise AblationError(f"{saved}: not this ablation's run ({'; '.join(diff[:3])}); "
+                                    "delete the run folder to retrain it")
+        return pred
+    import keras
+
+    from reproduce.evaluate import evaluate_run
+    from reproduce.train import train
+
+    print(f"[ablation] training {run_dir.name} ({config.loss}) ...", flush=True)
+    train(config, data_dir, run_dir, preset_name=preset_name)
+    result = Path(evaluate_run(run_dir, data_dir, split="test"))
+    keras.backend.clear_session()  # the next run starts from a fresh graph and fresh memory
+    return result if result.is_file() else pred
+
+
+def checkpoint_of(run_dir: Path) -> str:
+    """Which checkpoint the predictions came from (RUN/metrics_test.json), "" if unknown.
+
+    It matters here: the default "best" (best validation mean AUC) can pick an early epoch of a
+    loss whose training drives the AUC down, e.g. the literal Eq. (2)."""
+    path = run_dir / "metrics_test.json"
+    return str(json.loads(path.read_text()).get("checkpoint", "")) if path.is_file() else ""
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    needed = ["image_index", "patient_id"] + [f"{k}_{c}" for k in ("label", "score") for c in CLASSES]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise AblationError(f"{path}: not a predictions CSV (missing {missing[:3]} ...)")
+    return df
+
+
+def aligned(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Every frame in the baseline's image order; the image sets and labels must agree."""
+    ref = frames[BASELINE].set_index("image_index")
+    labels = [f"label_{c}" for c in CLASSES]
+    out = {}
+    for loss, df in frames.items():
+        df = df.set_index("image_index")
+        if set(df.index) != set(ref.index):
+            raise AblationError(f"{loss}: its test images differ from {BASELINE}'s (different data?)")
+        df = df.loc[ref.index]
+        if not np.array_equal(df[labels].to_numpy(), ref[labels].to_numpy()):
+            raise AblationError(f"{loss}: its test labels differ from {BASELINE}'s")
+        out[loss] = df.reset_index()
+    return out
+
+
+# --- tables --------------------------------------------------------------------------------------
+def _arrays(df: pd.DataFrame):
+    y = df[[f"label_{c}" for c in CLASSES]].to_numpy()
+    return y, df[[f"score_{c}" for c in CLASSES]].to_numpy(np.float64)
+
+
+def ablation_row(loss: str, df: pd.DataFrame, base: pd.DataFrame, n_resamples: int, seed: int) -> dict:
+    y, scores = _arrays(df)
+    boot = metrics.bootstrap_auc_ci(y, scores, df["patient_id"].to_numpy(), list(CLASSES),
+                                    n_resamples=n_resamples, seed=seed)
+    row = {"loss": loss, "reading": READING_TEXT.get(loss, loss), "mean_auc": boot["mean"]["auc"],
+           "mean_ci_low": boot["mean"]["ci_low"], "mean_ci_high": boot["mean"]["ci_high"]}
+    row.update({f"auc_{c}": boot["per_class"][c]["auc"] for c in CLASSES})
+    if loss == BASELINE:
+        tests = {c: {"p_value": float("nan"), "difference": 0.0} for c in CLASSES}
+    else:
+        tests = metrics.delong_per_class(y, scores, _arrays(base)[1], list(CLASSES))
+    row.update({f"p_{c}": tests[c]["p_value"] for c in CLASSES})
+    significant = [tests[c] for c in CLASSES if tests[c]["p_value"] < ALPHA]
+    row["n_better"] = sum(t["difference"] > 0 for t in significant)
+    row["n_worse"] = sum(t["difference"] < 0 for t in significant)
+    row["n_auc_below_half"] = sum(boot["per_class"][c]["auc"] < 0.5 for c in CLASSES)
+    return row
+
+
+def relation_rows(frames: dict[str, pd.DataFrame], label_phi: np.ndarray) -> tuple[list, dict]:
+    """One agreement number per loss (vs the REAL label file), and the score matrices."""
+    test_y, _ = _arrays(frames[BASELINE])
+    test_phi = cooccurrence.phi_matrix(test_y)
+    rows = [{"loss": "test labels (reference)",
+             "agreement_with_real_labels": cooccurrence.relation_agreement(test_phi, label_phi),
+             "agreement_with_test_labels": 1.0}]
+    matrices = {}
+    for loss, df in frames.items():
+        corr = cooccurrence.column_correlation(_arrays(df)[1])
+        matrices[loss] = corr
+        rows.append({"loss": loss,
+                     "agreement_with_real_labels": cooccurrence.relation_agreement(corr, label_phi),
+                     "agreement_with_test_labels": cooccurrence.relation_agreement(corr, test_phi)})
+    return rows, matrices
+
+
+# --- figures -------------------------------------------------------------------------------------
+def plot_ewl_term(path: Path) -> None:
+    """−p log p (Eq. (2), one true class) vs −log p (CE): value, d/dp, and d/dz of the true
+    class's own logit under a 14-way softmax (descent lowers the logit where this is > 0)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = np.linspace(1e-3, 1 - 1e-3, 999)
+    curves = [("value", -p * np.log(p), -np.log(p), (0, 2)),
+              ("d/dp", -(1 + np.log(p)), -1 / p, (-2, 2)),
+              ("d/dz_c (own logit, 14-way softmax)", -(1 + np.log(p)) * p * (1 - p), -(1 - p), (-1.05, 0.3))]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (title, ewl, ce, ylim) in zip(axes, curves):
+        ax.axvspan(0, 1 / np.e, color="tab:red", alpha=0.07, lw=0)
+        ax.plot(p, ewl, label="Eq. (2) term  −p log p")
+        ax.plot(p, ce, "--", label="cross-entropy  −log p")
+        ax.axhline(0, color="k", lw=0.6)
+        for x, name in ((1 / np.e, "1/e"), (1 / 14, "1/14")):
+            ax.axvline(x, color="gray", ls=":")
+            ax.text(x, 0.02, name, transform=ax.get_xaxis_transform(), ha="left", fontsize=8)
+        ax.set(title=title, xlabel="p of a true class", ylim=ylim)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Eq. (2) per true class: in the shaded region p < 1/e, gradient descent LOWERS p"
+                 " (d/dz_c > 0); cross-entropy always raises it")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+SHORT = ("Atel", "Card", "Cons", "Edem", "Effu", "Emph", "Fibr", "Hern", "Infi", "Mass", "Nodu",
+         "PlTh", "Pnia", "Ptx")  # axis labels, CLASSES order
+
+
+def _heatmap(fig, ax, matrix, title, vmax):
+    off = np.where(np.eye(len(CLASSES), dtype=bool), np.nan, matrix)  # diagonal is 1 by definition
+    im = ax.imshow(off, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks(range(len(CLASSES)), SHORT, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(CLASSES)), SHORT, fontsize=6)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+
+
+def plot_relations(label_phi, matrices: dict, rows: list, path: Path, data_note: str) -> None:
+    """Real-label phi, each loss's score correlations, and the one number per loss as bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 4
+    n_rows = (len(matrices) + 2 + cols - 1) // cols
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.6 * n_rows), squeeze=False,
+                             layout="constrained")
+    flat = list(axes.flat)
+    # Real phi values are small (|phi| <= ~0.2), so that panel gets its own colour scale.
+    _heatmap(fig, flat[0], label_phi, "REAL label file: phi", float(np.nanmax(np.abs(
+        cooccurrence.off_diagonal(label_phi)))))
+    for ax, (loss, row) in zip(flat[1:], zip(matrices, rows[1:])):
+        _heatmap(fig, ax, matrices[loss], f"{loss}: score corr., r = "
+                 f"{row['agreement_with_real_labels']:.2f}", 1.0)
+    bars = flat[len(matrices) + 1]
+    names = [row["loss"].replace(" (reference)", "") for row in rows]
+    bars.barh(names, [row["agreement_with_real_labels"] for row in rows], color="tab:gray")
+    bars.axvline(0, color="k", lw=0.6)
+    bars.invert_yaxis()
+    bars.set(xlim=(-1, 1), title="r vs real phi (one number per loss)")
+    for ax in flat[len(matrices) + 2:]:
+        ax.axis("off")
+    fig.suptitle(f"Label relations, {data_note}: r = Pearson r of the 91 off-diagonal entries")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    from reproduce.config import MODELS, PRESETS
+    from reproduce.loss_readings import READINGS
+
+    ap = argparse.ArgumentParser(prog="python -m reproduce.ablation", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, help="TFRecord folder (data_prep.build output)")
+    ap.add_argument("--runs", type=Path, help="folder of run folders <model>_<loss>")
+    ap.add_argument("--labels", type=Path, help="the REAL Data_Entry_2017*.csv(.gz) (label relations)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--readings", nargs="+", default=list(READINGS), choices=READINGS)
+    ap.add_argument("--preset", default="demo", choices=sorted(PRESETS))
+    ap.add_argument("--model", default="densenet121", choices=MODELS)
+    ap.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument("--real", action="store_true", help="--data holds real NIH images, not the phantom")
+    ap.add_argument("--figure-only", action="store_true", help="write OUT/ewl_term.png and stop")
+    args = ap.parse_args(argv)
+    if not args.figure_only and not (args.data and args.runs and args.labels):
+        ap.error("--data, --runs and --labels are required (unless --figure-only)")
+    return args
+
+
+def run_ablation(args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from data_prep.labels import label_matrix, read_label_file
+    from reproduce.config import preset
+
+    label_phi = cooccurrence.phi_matrix(label_matrix(read_label_file(args.labels)))
+    base_config = preset(args.preset).override(model=args.model)
+    frames = {}
+    for loss in [BASELINE, LITERAL] + [r for r in args.readings if r not in (BASELINE, LITERAL)]:
+        run_dir = args.runs / f"{args.model}_{loss}"
+        pred = ensure_predictions(base_config.override(loss=loss), args.data, run_dir, args.preset)
+        frames[loss] = read_predictions(pred)
+    frames = aligned(frames)
+    note = "REAL ChestX-ray14" if args.real else "SYNTHETIC set (phantom), not NIH images"
+    table = pd.DataFrame([ablation_row(loss, df, frames[BASELINE], args.n_resamples, args.seed)
+                          for loss, df in frames.items()])
+    table.insert(2, "checkpoint", [checkpoint_of(args.runs / f"{args.model}_{loss}") for loss in frames])
+    rows, matrices = relation_rows(frames, label_phi)
+    relations = pd.DataFrame(rows)
+    for df in (table, relations):
+        df.insert(1, "data", note)
+        df.insert(2, "model", args.model)
+        df.insert(3, "preset", args.preset)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "ablation.csv", index=False, float_format="%.6g")
+    relations.to_csv(args.out / "label_relations.csv", index=False, float_format="%.6g")
+    plot_relations(label_phi, matrices, rows, args.out / "label_relations.png", note)
+    plot_ewl_term(args.out / "ewl_term.png")
+    return table, relations
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.figure_only:
+            args.out.mkdir(parents=True, exist_ok=True)
+            plot_ewl_term(args.out / "ewl_term.png")
+            print(f"wrote {args.out / 'ewl_term.png'}")
+            return 0
+        table, relations = run_ablation(args)
+    except (AblationError, OSError, ValueError, RuntimeError) as err:  # RuntimeError: TrainingFailed
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    shown = table[["loss", "mean_auc", "mean_ci_low", "mean_ci_high", "n_better", "n_worse",
+                   "n_auc_below_half"]]
+    print(shown.merge(relations[["loss", "agreement_with_real_labels"]], on="loss").to_string(index=False))
+    print(f"wrote {args.out / 'ablation.csv'}, label_relations.csv/.png, ewl_term.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The callbacks of `reproduce.train`: validation AUC, checkpoints, history CSV, NaN stop, backup.
+
+Order matters (`train._callbacks`): ValidationAUC first, so every later callback (checkpoints,
+history, TensorBoard, the progress bar) sees `val_loss`, `val_mean_auc` and `val_auc_<Class>`;
+the backup last, so a run killed between the two finds at most one history row too many, which
+`reconcile_history` drops before the epoch is trained again.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from data_prep.schema import CLASSES
+from reproduce.metrics import mean_auc, roc_auc_per_class
+
+HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "val_mean_auc", *(f"val_auc_{c}" for c in CLASSES)]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite; raised from inside Model.fit."""
+
+    def __init__(self, epoch: int, step: int, value: float):
+        self.epoch, self.step, self.value = epoch, step, value
+        kind = "NaN" if np.isnan(value) else "infinite"
+        super().__init__(f"loss is {kind} at epoch {epoch} step {step}")
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raise (not just stop) on a NaN/inf loss: `stop_training` would still run on_epoch_end, and
+    the checkpoint and history callbacks would then save the broken weights over the good ones."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = float(np.asarray((logs or {}).get("loss", 0.0)))
+        if not np.isfinite(value):
+            raise NonFiniteLoss(self._epoch, batch + 1, value)
+
+
+def predict_split(dataset, forward):
+    """Run `forward(images) -> scores` over make_eval_dataset batches, in record order.
+
+    Returns (labels [N,14], scores [N,14], image_index list[str], patient_id int64 [N])."""
+    labels, scores, ids, pids = [], [], [], []
+    for images, batch_labels, batch_ids, batch_pids in dataset:
+        scores.append(np.asarray(forward(images), dtype=np.float32))
+        labels.append(batch_labels.numpy())
+        ids.extend(i.decode() for i in batch_ids.numpy())
+        pids.append(batch_pids.numpy())
+    return np.concatenate(labels), np.concatenate(scores), ids, np.concatenate(pids)
+
+
+def auc_logs(labels, scores, prefix="val_") -> dict:
+    """{prefix+"mean_auc", prefix+"auc_<Class>"}: classes without positives are NaN, quietly
+    (a small validation split often lacks Hernia; the warning would fire every epoch)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        aucs = roc_auc_per_class(labels, scores, CLASSES)
+    return {f"{prefix}mean_auc": mean_auc(aucs), **{f"{prefix}auc_{c}": v for c, v in aucs.items()}}
+
+
+class ValidationAUC(keras.callbacks.Callback):
+    """Predict the validation split after each epoch; add val_loss and the §IV.C AUCs to logs.
+
+    One pass gives both: val_loss is the batch-size-weighted mean of the training loss over
+    batches of `batch_size` validation images (no flip), as Keras' own val_loss would be."""
+
+    def __init__(self, dataset_fn, loss_fn, forward_fn, batch_size: int):
+        super().__init__()
+        self.dataset_fn, self.loss_fn, self.forward_fn = dataset_fn, loss_fn, forward_fn
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        labels, scores, _, _ = predict_split(self.dataset_fn(), lambda x: self.forward_fn(self.model, x))
+        starts = range(0, len(labels), self.batch_size)
+        losses = [float(self.loss_fn(labels[i:i + self.batch_size], scores[i:i + self.batch_size]))
+                  for i in starts]
+        sizes = [min(self.batch_size, len(labels) - i) for i in starts]
+        logs["val_loss"] = float(np.average(losses, weights=sizes))
+        logs.update(auc_logs(labels, scores))
+
+
+def save_atomically(model, path: Path) -> None:
+    """model.save to a temporary .keras then rename: a kill -9 never leaves a half-written file."""
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class EpochCheckpoints(keras.callbacks.Callback):
+    """RUN/last.keras every epoch; RUN/best.keras when val_mean_auc beats `best` (strictly).
+
+    Which checkpoint the paper evaluated is not stated — our choice: best validation mean AUC
+    (config.checkpoint). A NaN mean AUC never counts as best, but the first epoch always writes
+    best.keras so that the file exists."""
+
+    def __init__(self, run_dir, best: float = float("-inf")):
+        super().__init__()
+        self.run_dir, self.best = Path(run_dir), best
+
+    def on_epoch_end(self, epoch, logs=None):
+        last, best = self.run_dir / "last.keras", self.run_dir / "best.keras"
+        save_atomically(self.model, last)
+        score = logs.get("val_mean_auc", float("nan"))
+        if score > self.best or not best.exists():
+            tmp = best.with_name(".best.tmp.keras")
+            shutil.copyfile(last, tmp)  # the same weights: a copy is faster than a second save
+            os.replace(tmp, best)
+            self.best = score if np.isfinite(score) else self.best
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Append one row per completed epoch to RUN/history.csv (epoch counted from 1), flushed and
+    fsync'ed so that what the file says happened, happened."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: logs.get(k, float("nan")) for k in HISTORY_COLUMNS[1:]}}
+        new = not self.path.exists()
+        with open(self.path, "a") as f:
+            pd.DataFrame([row], columns=HISTORY_COLUMNS).to_csv(f, header=new, index=False)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_history(path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    return pd.read_csv(path)
+
+
+def reconcile_history(path, completed_epochs: int) -> pd.DataFrame:
+    """Keep the rows of epochs 1..completed_epochs (those the backup holds weights for), once
+    each; rewrite the file atomically. A row past the backup belongs to an epoch the killed run
+    finished but did not back up: it is trained again and its row written again."""
+    history = read_history(path)
+    history = history[history["epoch"] <= completed_epochs].drop_duplicates("epoch", keep="last")
+    missing = sorted(set(range(1, completed_epochs + 1)) - set(history["epoch"]))
+    if missing:
+        raise RuntimeError(f"{path}: no row for completed epoch(s) {missing}; the run folder is damaged")
+    tmp = Path(path).with_name(".history.tmp.csv")
+    history.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return history
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """keras BackupAndRestore whose state is always whole after a kill -9 at any instant.
+
+    Keras writes latest.weights.h5 then the epoch number in place; a kill between (or during) the
+    two leaves weights of one epoch with the number of another. Here each epoch's weights get
+    their own file, and a small JSON naming the file and the epoch is replaced atomically
+    afterwards; older weight files are removed only then. `writer=False` (a non-chief worker)
+    restores from the chief's backup but writes nothing."""
+
+    def __init__(self, backup_dir, writer: bool = True):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+        self.writer = writer
+        self._state_path = Path(backup_dir) / "state.json"
+
+    def completed_epochs(self) -> int:
+        if not self._state_path.exists():
+            return 0
+        return int(json.loads(self._state_path.read_text())["epoch"])
+
+    def _load_model(self):
+        if not self._state_path.exists():
+            return
+        state = json.loads(self._state_path.read_text())
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(Path(self.backup_dir) / state["weights"])
+        self.model._initial_epoch = int(state["epoch"])
+
+    def _save_model(self):
+        if not self.writer:
+            return
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self._current_epoch:04d}.weights.h5"
+        self.model.save_weights(folder / name, overwrite=True)  # includes the Adam state
+        tmp = folder / ".state.tmp.json"
+        tmp.write_text(json.dumps({"epoch": self._current_epoch, "weights": name}))
+        os.replace(tmp, self._state_path)
+        for old in folder.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink()
+
+    def on_train_end(self, logs=None):
+        # The whole run finished: the backup is no longer needed (keras deletes it too).
+        if self.writer and self.delete_checkpoint and Path(self.backup_dir).exists():
+            for path in sorted(Path(self.backup_dir).iterdir()):
+                path.unlink()
+            Path(self.backup_dir).rmdir()

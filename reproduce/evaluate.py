@@ -1,0 +1,163 @@
+"""Predict one split with a trained run's checkpoint; write its predictions and AUCs (§IV.C).
+
+    python -m reproduce.evaluate --run RUN --data OUT [--split test] [--checkpoint best|last]
+
+RUN/predictions_<split>.csv: one row per image in record order — image_index, patient_id,
+label_<Class> ×14, score_<Class> ×14 (classes as data_prep.schema.CLASSES, Table I order).
+RUN/metrics_<split>.json: per-class AUC, Table I's mean, 95% CIs (bootstrap over patients),
+the checkpoint, the split, the number of images, and the run's resolved config.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+import reproduce.losses  # noqa: F401  (registers the custom losses before a checkpoint loads)
+from data_prep.schema import CLASSES, SPLITS
+from reproduce.callbacks import predict_split
+from reproduce.config import Config
+from reproduce.data import make_eval_dataset
+from reproduce.metrics import bootstrap_auc_ci, mean_auc, roc_auc_per_class
+from reproduce.models import build_model
+
+# Our choice: 1,000 patient-level resamples (the paper reports no interval at all).
+BOOTSTRAP_RESAMPLES = 1000
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or not the model its config.json describes."""
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers(layer)
+
+
+def architecture_signature(model) -> list:
+    """(layer class, activation, weight shapes) of every layer, nested models flattened.
+
+    Names are left out on purpose: Keras numbers auto-named layers per process."""
+    return [(type(layer).__name__, str(layer.get_config().get("activation")),
+             [tuple(w.shape) for w in layer.weights]) for layer in _layers(model)]
+
+
+def load_checkpoint(path: Path, config: Config):
+    """keras.saving.load_model (safe_mode) + a check that it is the model `config` builds.
+
+    Keras only *warns* when a saved layer's weights are missing from the file; here that is an
+    error, as is any layer that differs from build_model(config). Never load_weights with
+    skip_mismatch: a half-loaded network would give plausible-looking, wrong AUCs."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        except Exception as err:  # noqa: BLE001 — Keras raises many types; all mean "unreadable"
+            detail = " ".join(str(err).split())[:300]  # one line: Keras' messages span several
+            raise CheckpointError(f"{path}: cannot be loaded ({type(err).__name__}: {detail})") from None
+    for w in caught:
+        if "could not be loaded" in str(w.message) or "Skipping" in str(w.message):
+            first = str(w.message).strip().splitlines()[0]
+            raise CheckpointError(f"{path}: incomplete checkpoint ({first})")
+    expected = build_model(config.override(weights="none"))
+    got, want = architecture_signature(model), architecture_signature(expected)
+    if got != want:
+        where = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        raise CheckpointError(f"{path}: layers do not match {path.parent / 'config.json'} "
+                              f"(model {config.model}, loss {config.loss}); first difference at "
+                              f"layer {where}: {got[where] if where < len(got) else 'missing'} vs "
+                              f"{want[where] if where < len(want) else 'missing'}")
+    return model
+
+
+def predictions_frame(labels, scores, ids, pids) -> pd.DataFrame:
+    frame = pd.DataFrame({"image_index": ids, "patient_id": pids})
+    for j, name in enumerate(CLASSES):
+        frame[f"label_{name}"] = labels[:, j].astype(np.int64)
+    for j, name in enumerate(CLASSES):
+        frame[f"score_{name}"] = scores[:, j].astype(np.float64)
+    return frame
+
+
+def _no_nan(value):
+    """JSON has no NaN: an undefined AUC (class without positives) is written as null."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def metrics_summary(labels, scores, pids, meta: dict) -> dict:
+    aucs = roc_auc_per_class(labels, scores, CLASSES)
+    ci = bootstrap_auc_ci(labels, scores, pids, CLASSES, n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
+    return _no_nan({**meta, "n_images": int(len(labels)), "n_patients": int(len(np.unique(pids))),
+                    "auc": aucs, "mean_auc": mean_auc(aucs), "ci95": ci})
+
+
+def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None = None) -> Path:
+    """Write RUN/predictions_<split>.csv and RUN/metrics_<split>.json; return the CSV's path.
+
+    `checkpoint`: "best" or "last"; None = the run's config.checkpoint (our choice: best)."""
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path}: not found (is {run_dir} a reproduce.train run?)")
+    resolved = json.loads(config_path.read_text())
+    config = Config.load(config_path)
+    checkpoint = checkpoint or config.checkpoint
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    model = load_checkpoint(run_dir / f"{checkpoint}.keras", config)
+    labels, scores, ids, pids = predict_split(make_eval_dataset(data_dir, split, config),
+                                              model.predict_on_batch)
+    out = run_dir / f"predictions_{split}.csv"
+    predictions_frame(labels, scores, ids, pids).to_csv(out, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # classes without positives: NaN AUC, written as null
+        meta = {"split": split, "checkpoint": checkpoint,
+                "checkpoint_path": str(run_dir / f"{checkpoint}.keras"),
+                "data_dir": str(data_dir.resolve()), "config": resolved}
+        summary = metrics_summary(labels, scores, pids, meta)
+    (run_dir / f"metrics_{split}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return out
+
+
+def _fmt(value) -> str:
+    return "nan" if value is None else f"{value:.4f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="run folder of reproduce.train")
+    parser.add_argument("--data", required=True, help="TFRecord folder of data_prep.build")
+    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--checkpoint", choices=["best", "last"], help="default: the run's config")
+    args = parser.parse_args(argv)
+    try:
+        out = evaluate_run(args.run, args.data, args.split, args.checkpoint)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
+    ci = summary["ci95"]["mean"]
+    print(f"{out}: {summary['n_images']} images, {args.split} mean AUC {_fmt(summary['mean_auc'])} "
+          f"(95% CI {_fmt(ci['ci_low'])}–{_fmt(ci['ci_high'])}, {summary['checkpoint']} checkpoint)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""reproduce.cooccurrence on hand-checkable matrices, and the ablation CLI end to end at smoke
+scale (tiny model, phantom shards). Runtime: about 40 s, nearly all of it the end-to-end test."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep.schema import CLASSES
+from reproduce import ablation, cooccurrence
+
+# Columns: a = [1,1,0,0], b = [1,0,1,0], c = [0,0,1,1]. By hand (2×2 tables):
+# a–b: n11=n10=n01=n00=1 → phi 0;  a–c: c = 1 − a → phi −1;  b–c: one of each cell → phi 0.
+Y = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 1], [0, 0, 1]])
+
+
+def test_phi_matrix_hand_computed():
+    np.testing.assert_allclose(cooccurrence.phi_matrix(Y),
+                               [[1, 0, -1], [0, 1, 0], [-1, 0, 1]], atol=1e-12)
+
+
+def test_cooccurrence_counts_hand_computed():
+    np.testing.assert_array_equal(cooccurrence.cooccurrence_counts(Y),
+                                  [[2, 1, 0], [1, 2, 1], [0, 1, 2]])
+
+
+def test_score_correlation_and_constant_column():
+    # x and 2x+1 correlate +1, x and −x −1; a constant column is NaN, never 0.
+    x = np.array([0.1, 0.4, 0.2, 0.9])
+    corr = cooccurrence.column_correlation(np.stack([x, 2 * x + 1, -x, np.full(4, 0.3)], axis=1))
+    np.testing.assert_allclose(corr[:3, :3], [[1, 1, -1], [1, 1, -1], [-1, -1, 1]], atol=1e-12)
+    assert np.isnan(corr[3]).all() and np.isnan(corr[:, 3]).all()
+
+
+def test_off_diagonal_order_and_agreement():
+    m = np.array([[1.0, 0.2, 0.4], [0.2, 1.0, 0.6], [0.4, 0.6, 1.0]])
+    np.testing.assert_array_equal(cooccurrence.off_diagonal(m), [0.2, 0.4, 0.6])
+    # (0.2, 0.4, 0.6) vs (0.6, 0.4, 0.2): r = −1; vs itself shifted: r = +1.
+    flipped = np.array([[1.0, 0.6, 0.4], [0.6, 1.0, 0.2], [0.4, 0.2, 1.0]])
+    assert cooccurrence.relation_agreement(m, flipped) == pytest.approx(-1.0)
+    assert cooccurrence.relation_agreement(m, m - 0.1) == pytest.approx(1.0)
+    # Hand example: a = (0, 1, 2), b = (0, 2, 1) → r = (−1·−1 + 0 + 1·0)/(√2·√2) = 0.5.
+    a = np.array([[1, 0, 1], [0, 1, 2], [1, 2, 1]], float)
+    b = np.array([[1, 0, 2], [0, 1, 1], [2, 1, 1]], float)
+    assert cooccurrence.relation_agreement(a, b) == pytest.approx(0.5)
+    assert np.isnan(cooccurrence.relation_agreement(np.full((3, 3), np.nan), m))
+
+
+def test_phi_rejects_non_binary():
+    with pytest.raises(ValueError, match="0/1"):
+        cooccurrence.phi_matrix(np.array([[0, 2], [1, 0]]))
+
+
+def _frame(order, scores):
+    df = pd.DataFrame({"image_index": [f"i{k}.png" for k in order], "patient_id": order})
+    for j, c in enumerate(CLASSES):
+        df[f"label_{c}"] = [(k + j) % 2 for k in order]
+    for j, c in enumerate(CLASSES):
+        df[f"score_{c}"] = scores[:, j]
+    return df
+
+
+def test_aligned_reorders_and_rejects_other_images():
+    base = _frame([0, 1, 2, 3], np.tile(np.arange(4.0)[:, None], (1, 14)))
+    other = _frame([3, 2, 1, 0], np.tile(np.arange(4.0)[::-1, None], (1, 14)))
+    out = ablation.aligned({"wce": base, "ewl": other})
+    np.testing.assert_array_equal(out["ewl"]["score_Atelectasis"], [0, 1, 2, 3])
+    with pytest.raises(ablation.AblationError, match="ewl: its test images differ"):
+        ablation.aligned({"wce": base, "ewl": _frame([0, 1, 2, 9], np.zeros((4, 14)))})
+
+
+def test_ablation_cli_end_to_end(shards_dir, sample_labels, tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    argv = ["--data", str(shards_dir), "--runs", str(runs), "--labels", str(sample_labels),
+            "--out", str(out), "--model", "tiny", "--preset", "smoke", "--n-resamples", "20"]
+    assert ablation.main(argv) == 0
+    table = pd.read_csv(out / "ablation.csv")
+    assert list(table["loss"]) == ["wce", "ewl", "ewl_neg", "softmax_ce", "wce_ewl", "ewl_sigmoid"]
+    assert table["data"].str.contains("SYNTHETIC").all()
+    assert (table["checkpoint"] == "best").all()  # the smoke preset's Config.checkpoint
+    assert (table["mean_ci_low"] <= table["mean_auc"]).all()
+    assert (table["mean_auc"] <= table["mean_ci_high"]).all()
+    for loss in table["loss"]:
+        pred = pd.read_csv(runs / f"tiny_{loss}" / "predictions_test.csv")
+        saved = json.loads((runs / f"tiny_{loss}" / "config.json").read_text())
+        assert (saved["loss"], saved["preset"]) == (loss, "smoke")
+        row = table.set_index("loss").loc[loss]
+        assert row["auc_Effusion"] == pytest.approx(
+            _auc(pred["label_Effusion"], pred["score_Effusion"]), abs=1e-6)
+    assert table.filter(like="p_").iloc[0].isna().all()  # wce vs itself: no test
+    assert table.filter(like="p_").iloc[1:].notna().any(axis=None)
+    relations = pd.read_csv(out / "label_relations.csv")
+    assert list(relations["loss"])[1:] == list(table["loss"])
+    assert relations["agreement_with_real_labels"].between(-1, 1).iloc[1:].any()
+    assert (out / "label_relations.png").stat().st_size > 10_000
+    assert (out / "ewl_term.png").stat().st_size > 10_000
+    # A second call reuses the predictions (nothing retrained); a run of another loss is refused.
+    stamp = (runs / "tiny_wce" / "predictions_test.csv").stat().st_mtime_ns
+    assert ablation.main(argv + ["--readings", "softmax_ce"]) == 0
+    assert (runs / "tiny_wce" / "predictions_test.csv").stat().st_mtime_ns == stamp
+    config = json.loads((runs / "tiny_ewl" / "config.json").read_text())
+    (runs / "tiny_ewl" / "config.json").write_text(json.dumps({**config, "loss": "wce"}))
+    capsys.readouterr()
+    assert ablation.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "tiny_ewl" in err and "loss is 'wce', expected 'ewl'" in err
+
+
+def _auc(y, s):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(y, s)
+
+
+def test_cli_bad_label_file_is_one_line_error(tmp_path, capsys):
+    missing = tmp_path / "nope.csv"
+    argv = ["--data", str(tmp_path), "--runs", str(tmp_path), "--labels", str(missing),
+            "--out", str(tmp_path)]
+    assert ablation.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(missing) in err and err.count("\n") == 1
+
+
+def test_figure_only(tmp_path):
+    assert ablation.main(["--figure-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "ewl_term.png").stat().st_size > 10_000
+    assert not (tmp_path / "ablation.csv").exists()

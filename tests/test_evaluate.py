@@ -1,0 +1,133 @@
+"""reproduce.evaluate: the test predictions come from the test shards, equal model.predict, use the
+checkpoint asked for, and a checkpoint that is not the configured model fails loudly."""
+import json
+import shutil
+import warnings
+import zipfile
+
+import h5py
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from data_prep.schema import CLASSES, SHARD_GLOB, parse_example
+from reproduce.config import Config, smoke
+from reproduce.evaluate import CheckpointError, evaluate_run, load_checkpoint, main
+from reproduce.metrics import DegenerateClassWarning, mean_auc, roc_auc_per_class
+from reproduce.models import build_model
+from reproduce.train import train
+
+LABELS = [f"label_{c}" for c in CLASSES]
+SCORES = [f"score_{c}" for c in CLASSES]
+
+
+@pytest.fixture(scope="module")
+def run_dir(shards_dir, tmp_path_factory):
+    """A 2-epoch tiny run, evaluated once on test (best) — shared by the tests below."""
+    out = tmp_path_factory.mktemp("eval") / "run"
+    train(smoke().override(model="tiny", batch_size=8, epochs=2), shards_dir, out)
+    evaluate_run(out, shards_dir, "test")
+    return out
+
+
+def _shard_ids(shards_dir, split):
+    """image_index of every record of a split's shards, read straight from the files."""
+    files = sorted(str(p) for p in shards_dir.glob(SHARD_GLOB.format(split=split)))
+    manifest = json.loads((shards_dir / "manifest.json").read_text())
+    parse = lambda s: parse_example(s, manifest["encoding"])["image_index"]  # noqa: E731
+    return [x.decode() for x in tf.data.TFRecordDataset(files).map(parse).as_numpy_iterator()]
+
+
+def test_test_predictions_come_from_the_test_shards(run_dir, shards_dir):
+    pred = pd.read_csv(run_dir / "predictions_test.csv", dtype={"image_index": str})
+    assert list(pred.columns) == ["image_index", "patient_id", *LABELS, *SCORES]
+    assert pred["image_index"].tolist() == _shard_ids(shards_dir, "test")  # record order
+    split = pd.read_csv(shards_dir / "splits" / "test.csv", dtype={"image_index": str})
+    assert sorted(pred["image_index"]) == sorted(split["image_index"])
+    val = pd.read_csv(shards_dir / "splits" / "val.csv", dtype={"image_index": str})
+    assert not set(pred["image_index"]) & set(val["image_index"])
+    assert not set(pred["patient_id"]) & set(val["patient_id"])
+    merged = pred.merge(split, on="image_index")
+    assert (merged[LABELS].to_numpy() == merged[list(CLASSES)].to_numpy()).all()
+    assert (merged["patient_id_x"] == merged["patient_id_y"]).all()
+
+
+def test_scores_equal_model_predict_on_the_same_images(run_dir, shards_dir):
+    from reproduce.data import make_eval_dataset
+
+    config = Config.load(run_dir / "config.json")
+    model = keras.saving.load_model(run_dir / "best.keras")
+    images = make_eval_dataset(shards_dir, "test", config).map(lambda x, *rest: x)
+    expected = model.predict(images, verbose=0)
+    pred = pd.read_csv(run_dir / "predictions_test.csv")
+    np.testing.assert_allclose(pred[SCORES].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_json_matches_the_predictions(run_dir):
+    pred = pd.read_csv(run_dir / "predictions_test.csv")
+    summary = json.loads((run_dir / "metrics_test.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateClassWarning)  # small test set: some classes NaN
+        aucs = roc_auc_per_class(pred[LABELS].to_numpy(), pred[SCORES].to_numpy(), CLASSES)
+    assert summary["mean_auc"] == pytest.approx(mean_auc(aucs))
+    for c in CLASSES:
+        assert summary["auc"][c] == (None if np.isnan(aucs[c]) else pytest.approx(aucs[c]))
+    assert summary["split"] == "test" and summary["checkpoint"] == "best"
+    assert summary["n_images"] == len(pred) and summary["config"]["model"] == "tiny"
+    ci = summary["ci95"]["mean"]
+    assert ci["ci_low"] <= summary["mean_auc"] <= ci["ci_high"]
+
+
+def test_best_and_last_checkpoints_are_used_as_asked(run_dir, shards_dir, tmp_path):
+    """best.keras and last.keras hold different weights here (we make them differ), so their
+    predictions must differ; each CSV must equal its own checkpoint's predict."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    config = Config.load(run / "config.json")
+    other = build_model(config)  # fresh weights: certainly not the trained ones
+    other.save(run / "last.keras")
+    evaluate_run(run, shards_dir, "test", checkpoint="last")
+    best = pd.read_csv(run_dir / "predictions_test.csv")[SCORES].to_numpy()
+    last = pd.read_csv(run / "predictions_test.csv")[SCORES].to_numpy()
+    assert not np.allclose(best, last, atol=1e-4)
+    from reproduce.data import make_eval_dataset
+
+    images = make_eval_dataset(shards_dir, "test", config).map(lambda x, *rest: x)
+    np.testing.assert_allclose(last, other.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    assert json.loads((run / "metrics_test.json").read_text())["checkpoint"] == "last"
+
+
+def test_checkpoint_of_another_model_fails(run_dir, tmp_path):
+    """An ewl (softmax) checkpoint in a wce (sigmoid) run: same shapes, different model."""
+    config = Config.load(run_dir / "config.json")
+    path = tmp_path / "best.keras"
+    build_model(config.override(loss="ewl")).save(path)
+    with pytest.raises(CheckpointError, match="layers do not match"):
+        load_checkpoint(path, config)
+
+
+def test_checkpoint_with_a_missing_layer_fails(run_dir, tmp_path):
+    """Delete the head's weights from best.keras: Keras alone would only warn."""
+    src, dst = run_dir / "best.keras", tmp_path / "best.keras"
+    with zipfile.ZipFile(src) as zin:
+        (tmp_path / "w.h5").write_bytes(zin.read("model.weights.h5"))
+        members = {n: zin.read(n) for n in zin.namelist() if n != "model.weights.h5"}
+    with h5py.File(tmp_path / "w.h5", "r+") as h5:
+        removed = [name for name in list(h5["layers"]) if "dense" in name or "predictions" in name]
+        assert removed, list(h5["layers"])
+        for name in removed:
+            del h5["layers"][name]
+    with zipfile.ZipFile(dst, "w") as zout:
+        for name, data in members.items():
+            zout.writestr(name, data)
+        zout.write(tmp_path / "w.h5", "model.weights.h5")
+    with pytest.raises(CheckpointError, match=str(dst)):
+        load_checkpoint(dst, Config.load(run_dir / "config.json"))
+
+
+def test_cli_on_a_folder_without_a_run_is_one_line(tmp_path, shards_dir, capsys):
+    rc = main(["--run", str(tmp_path), "--data", str(shards_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("error: ") and "config.json" in err[0]

@@ -1,0 +1,214 @@
+"""reproduce.train: run folder contents, validation AUCs, checkpoints, resume after kill -9, NaN stop,
+and every Table I model/loss pair through the CLI at smoke scale."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep.schema import CLASSES
+from reproduce import callbacks as cb
+from reproduce.config import smoke
+from reproduce.train import TrainingFailed, main, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--model", "tiny", "--preset", "smoke", "--batch-size", "8"]
+
+
+def tiny_config(**kw):
+    return smoke().override(model="tiny", batch_size=8, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shards_dir, tmp_path_factory):
+    """A 3-epoch tiny run through the CLI (in-process)."""
+    out = tmp_path_factory.mktemp("run") / "tiny_wce"
+    assert main(["--data", str(shards_dir), *TINY, "--loss", "wce", "--epochs", "3",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_run_folder_has_config_history_and_checkpoints(tiny_run, shards_dir):
+    assert {"config.json", "history.csv", "best.keras", "last.keras"} <= {p.name for p in tiny_run.iterdir()}
+    assert not (tiny_run / "backup").exists()  # removed once the run finished
+    saved = json.loads((tiny_run / "config.json").read_text())
+    assert saved["model"] == "tiny" and saved["loss"] == "wce" and saved["epochs"] == 3
+    assert saved["preset"] == "smoke" and saved["learning_rate"] == 1e-3  # §IV.B
+    assert saved["keras_version"] == keras.__version__ and len(saved["manifest_sha256"]) == 64
+    assert saved["manifest_bytes"] == (shards_dir / "manifest.json").stat().st_size
+    history = pd.read_csv(tiny_run / "history.csv")
+    assert list(history.columns) == cb.HISTORY_COLUMNS
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()
+
+
+def test_history_auc_is_the_auc_of_the_best_checkpoint_on_val(tiny_run, shards_dir):
+    """The callback's val_mean_auc is really mean_auc(roc_auc_per_class) of the val split."""
+    from reproduce.config import Config
+    from reproduce.data import make_eval_dataset
+
+    config = Config.load(tiny_run / "config.json")
+    model = keras.saving.load_model(tiny_run / "best.keras")
+    labels, scores, ids, _ = cb.predict_split(make_eval_dataset(shards_dir, "val", config),
+                                              model.predict_on_batch)
+    val_csv = pd.read_csv(shards_dir / "splits" / "val.csv", dtype={"image_index": str})
+    assert sorted(ids) == sorted(val_csv["image_index"])
+    expected = cb.auc_logs(labels, scores)
+    history = pd.read_csv(tiny_run / "history.csv")
+    best_row = history.loc[history["val_mean_auc"].idxmax()]  # first epoch with the maximum
+    assert best_row["val_mean_auc"] == pytest.approx(expected["val_mean_auc"], abs=1e-6)
+    for c in CLASSES:
+        want, got = expected[f"val_auc_{c}"], best_row[f"val_auc_{c}"]
+        assert (np.isnan(want) and np.isnan(got)) or got == pytest.approx(want, abs=1e-6)
+
+
+def test_best_checkpoint_is_the_epoch_with_highest_val_auc(tmp_path):
+    """Hand-fed AUCs 0.6, 0.8, 0.7, NaN: best.keras holds epoch 2's weights, last.keras epoch 4's."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    saver = cb.EpochCheckpoints(tmp_path)
+    saver.set_model(model)
+    for epoch, auc in enumerate([0.6, 0.8, 0.7, float("nan")]):
+        model.layers[0].bias.assign([float(epoch + 1)])
+        saver.on_epoch_end(epoch, {"val_mean_auc": auc})
+    best = keras.saving.load_model(tmp_path / "best.keras")
+    last = keras.saving.load_model(tmp_path / "last.keras")
+    assert float(best.layers[0].bias.numpy()[0]) == 2.0
+    assert float(last.layers[0].bias.numpy()[0]) == 4.0
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic saves leave no temporary files
+
+
+def test_reconcile_history_drops_rows_past_the_backup(tmp_path):
+    path = tmp_path / "history.csv"
+    rows = [{"epoch": e, "loss": float(e)} for e in (1, 2, 2, 3)]
+    pd.DataFrame(rows, columns=cb.HISTORY_COLUMNS).to_csv(path, index=False)
+    kept = cb.reconcile_history(path, completed_epochs=2)
+    assert kept["epoch"].tolist() == [1, 2]
+    assert pd.read_csv(path)["epoch"].tolist() == [1, 2]
+    with pytest.raises(RuntimeError, match="no row for completed epoch"):
+        cb.reconcile_history(path, completed_epochs=3)
+
+
+def _history_rows(path):
+    try:
+        return pd.read_csv(path)["epoch"].tolist()
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return []
+
+
+def test_kill_9_then_same_command_resumes(shards_dir, tmp_path):
+    """kill -9 after epoch 2's backup; the same command trains epochs 3..6 only, once each."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "reproduce.train", "--data", str(shards_dir), *TINY, "--loss", "ewl",
+           "--epochs", "6", "--steps-per-epoch", "4", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "backup" / "state.json"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = json.loads(state.read_text())["epoch"]
+    assert 2 <= done < 6 and len(_history_rows(out / "history.csv")) in (done, done + 1)
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr[-2000:]
+    epochs_run = [line.split()[1] for line in again.stdout.splitlines() if line.startswith("Epoch ")]
+    assert epochs_run[0] == f"{done + 1}/6" and len(epochs_run) == 6 - done
+    assert _history_rows(out / "history.csv") == [1, 2, 3, 4, 5, 6]
+
+
+def test_nan_loss_cli_exits_with_one_line(shards_dir, tmp_path, capsys):
+    out = tmp_path / "nan"
+    rc = main(["--data", str(shards_dir), *TINY, "--loss", "ewl", "--steps-per-epoch", "5",
+               "--lr", "1e30", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert err[0].startswith("error: loss is NaN at epoch 1 step ") and "last good checkpoint: none" in err[0]
+    assert _history_rows(out / "history.csv") == []
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class NaNAfter(keras.layers.Layer):
+    """Identity until `after` training calls, NaN from then on (a loss blow-up on cue)."""
+
+    def __init__(self, after, **kw):
+        super().__init__(**kw)
+        self.after = after
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+    def call(self, x, training=False):
+        if training:
+            self.calls.assign(self.calls + 1.0)
+        return keras.ops.where(self.calls > self.after, float("nan"), x)
+
+    def get_config(self):
+        return {**super().get_config(), "after": self.after}
+
+
+def test_nan_in_epoch_2_keeps_epoch_1_outputs(shards_dir, tmp_path):
+    from reproduce.models import tiny_backbone
+
+    def backbone(shape):
+        inputs = keras.Input(shape)
+        return keras.Model(inputs, NaNAfter(2)(tiny_backbone(shape)(inputs)))
+
+    out = tmp_path / "run"
+    expected = r"loss is NaN at epoch 2 step 1; last good checkpoint: .*last\.keras \(epoch 1\)"
+    with pytest.raises(TrainingFailed, match=expected):
+        train(tiny_config(epochs=3), shards_dir, out, backbone=backbone)
+    assert _history_rows(out / "history.csv") == [1]
+    weights = keras.saving.load_model(out / "last.keras").get_weights()
+    assert all(np.isfinite(w).all() for w in weights)  # epoch 1's good weights, not NaN ones
+
+
+def test_resume_with_another_config_is_refused(tiny_run, shards_dir, capsys):
+    rc = main(["--data", str(shards_dir), *TINY, "--loss", "wce", "--epochs", "3", "--lr", "0.01",
+               "--out", str(tiny_run)])
+    assert rc == 1 and "differs in learning_rate" in capsys.readouterr().err
+
+
+def test_mixed_precision_on_cpu_warns_and_stays_float32(shards_dir, tmp_path, capsys):
+    out = tmp_path / "mp"
+    assert main(["--data", str(shards_dir), *TINY, "--loss", "wce", "--steps-per-epoch", "1",
+                 "--mixed-precision", "--out", str(out)]) == 0
+    assert "warning: --mixed-precision needs a GPU" in capsys.readouterr().err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["mixed_precision"] is True and saved["mixed_precision_active"] is False
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_missing_data_is_a_one_line_error(tmp_path, capsys):
+    rc = main(["--data", str(tmp_path / "nowhere"), *TINY, "--loss", "wce", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "manifest.json" in err[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["vgg16", "resnet50", "densenet121"])
+@pytest.mark.parametrize("loss", ["wce", "ewl"])
+def test_cli_trains_every_table1_pair_at_smoke_scale(model, loss, shards_dir, tmp_path):
+    """§IV.D: three backbones × {Eq. (1), Eq. (2)}; 32², batch 4, 1 step, eager, no weights."""
+    out = tmp_path / f"{model}_{loss}"
+    start = time.perf_counter()
+    assert main(["--data", str(shards_dir), "--model", model, "--loss", loss, "--preset", "smoke",
+                 "--batch-size", "4", "--steps-per-epoch", "1", "--out", str(out)]) == 0
+    print(f"{model}/{loss}: {time.perf_counter() - start:.1f} s")
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].tolist() == [1] and np.isfinite(history["loss"]).all()
+    with zipfile.ZipFile(out / "last.keras") as saved:  # the saved model is the one asked for
+        assert json.loads(saved.read("config.json"))["config"]["name"] == f"{model}_{loss}"
