@@ -24,7 +24,7 @@ SEED ?= 0
 PAPER_KEYS := vgg16_wce resnet50_wce densenet121_wce densenet121_ewl
 
 .PHONY: setup test labels phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
-        paper-evaluate paper table1 figure1 ablation bench bench-data bench-train clean-demo
+        paper-evaluate paper table1 figure1 ablation bench bench-data bench-train bench-gpu clean-demo
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,9 @@ bench-train: demo-shards
 	$(PY) -m reproduce.bench --data $(DEMO_SHARDS) --images-dir $(PHANTOM_DIR) --out results/bench/train.json
 
 bench: bench-data bench-train
+
+bench-gpu: setup
+	bash bench/gpu.sh
 
 clean-demo:
 	rm -rf $(PHANTOM_DIR) $(DEMO_SHARDS) $(DEMO_RUNS)

@@ -69,9 +69,9 @@ def shard_files(data_dir, split: str, manifest: dict) -> list[str]:
 def split_size(manifest: dict, split: str) -> int:
     """Number of records of a split (for steps per epoch)."""
     info = manifest["splits"][split]
-    if "images" in info:
-        return int(info["images"])
-    return sum(int(s["records"]) for s in info["shards"])
+    if info.get("shards"):  # what was written (images skipped with --skip-bad are not in it)
+        return sum(int(s["records"]) for s in info["shards"])
+    return int(info["images"])
 
 
 def decode_and_resize(serialized, encoding: str, stored_size: int, image_size: int) -> dict:
@@ -115,6 +115,9 @@ def _records(data_dir, split, config, parallel_reads):
     files = shard_files(data_dir, split, manifest)
     size = int(manifest["size"])
     ds = tf.data.TFRecordDataset(files, num_parallel_reads=parallel_reads)
+    # The manifest knows the record count: stating it lets Keras size epochs without a "ran out
+    # of data" warning, and a truncated or swapped shard fails loudly instead of silently.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(split_size(manifest, split)))
     return ds.map(lambda s: decode_and_resize(s, manifest["encoding"], size, config.image_size),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 

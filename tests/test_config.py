@@ -17,7 +17,7 @@ def test_paper_preset_is_the_paper():
 
 def test_demo_and_smoke_differ_only_where_documented():
     assert demo().weights == "none" and smoke().image_size == 32
-    assert smoke().horizontal_flip and demo().learning_rate == 1e-3
+    assert smoke().horizontal_flip and smoke().learning_rate == 1e-3 and demo().horizontal_flip
 
 
 def test_override_by_name_and_unknown_names_fail():

@@ -75,7 +75,7 @@ def table_out(runs, tmp_path_factory):
 
 
 def test_table1_values_equal_constructed_aucs(table_out):
-    ours = pd.read_csv(table_out / "table1.csv", comment="#", index_col="pathology")
+    ours = pd.read_csv(table_out / "table1.csv", index_col="pathology")
     for key, target in TARGETS.items():
         expected = [round(target(j) / 300, 4) for j in range(14)]
         assert ours[key].iloc[:14].tolist() == pytest.approx(expected, abs=1e-12)
@@ -84,16 +84,18 @@ def test_table1_values_equal_constructed_aucs(table_out):
 
 def test_table1_layout_matches_paper_table(table_out):
     paper = pd.read_csv(ROOT / "results" / "paper_table1.csv", index_col="pathology")
-    ours = pd.read_csv(table_out / "table1.csv", comment="#", index_col="pathology")
+    ours = pd.read_csv(table_out / "table1.csv", index_col="pathology")
     assert ours.index.tolist() == paper.index.tolist()
     assert ours.columns.tolist() == [c for c in paper.columns if c in TARGETS]  # paper's order
-    header = (table_out / "table1.csv").read_text().splitlines()[0]
-    assert header.startswith("# data: synthetic") and "40 images, 20 patients" in header
+    assert (table_out / "table1.csv").read_text().splitlines()[0] == "pathology," + ",".join(ours.columns)
+    source = (table_out / "DATA_SOURCE.md").read_text()
+    assert source.startswith("# synthetic ChestX-ray14 (phantom)") and "40 images, 20 patients" in source
 
 
 def test_comparison_csv_columns_and_delong(table_out, runs):
-    comp = pd.read_csv(table_out / "table1_comparison.csv", comment="#")
-    assert comp.columns.tolist() == ["pathology", "run", "paper", "ours", "ci_low", "ci_high",
+    comp = pd.read_csv(table_out / "table1_comparison.csv")
+    assert (comp["data"] == "synthetic").all()
+    assert comp.columns.tolist() == ["data", "pathology", "run", "paper", "ours", "ci_low", "ci_high",
                                      "ours_minus_paper", "delong_p_ewl_vs_wce", "n_resamples_used"]
     assert len(comp) == 3 * 15
     row = comp[(comp.pathology == "Hernia") & (comp.run == "densenet121_ewl")].iloc[0]
