@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from reproduce import losses
+from reproduce.losses import ProbabilityLoss
 
 READINGS = ("ewl_neg", "softmax_ce", "wce_ewl", "ewl_sigmoid")
 WCE_EWL_LAMBDA = 1.0  # our choice: the plain sum; the paper gives no weight, and tuning λ on
@@ -30,7 +31,7 @@ WCE_EWL_LAMBDA = 1.0  # our choice: the plain sum; the paper gives no weight, an
 
 
 @keras.saving.register_keras_serializable(package="reproduce")
-class NegatedEntropyWeightingLoss(keras.losses.Loss):
+class NegatedEntropyWeightingLoss(ProbabilityLoss):
     """Reading "ewl_neg" (softmax head): minimise +Σ_i l_i·p_i·log p_i, i.e. Eq. (2) sign flipped.
 
     Reasoning: a missing minus sign is the smallest edit that makes the true classes' terms
@@ -41,21 +42,15 @@ class NegatedEntropyWeightingLoss(keras.losses.Loss):
 
     def __init__(self, epsilon=1e-7, reduction="sum_over_batch_size",
                  name="negated_entropy_weighting_loss", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.epsilon = float(epsilon)
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
-        # Same guard as losses.EntropyWeightingLoss: clip only inside the log.
-        log_p = ops.log(ops.clip(y_pred, self.epsilon, 1.0 - self.epsilon))
-        return ops.sum(y_true * y_pred * log_p, axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return ops.sum(y_true * y_pred * self.clipped_log(y_pred), axis=-1)  # −(Eq. 2)
 
 
 @keras.saving.register_keras_serializable(package="reproduce")
-class NormalizedSoftmaxCrossentropy(keras.losses.Loss):
+class NormalizedSoftmaxCrossentropy(ProbabilityLoss):
     """Reading "softmax_ce" (softmax head): −Σ_i t_i log p_i with t = l / Σ_j l_j.
 
     Reasoning: §III.B says a softmax follows the FC layer and the loss takes "the overall
@@ -69,17 +64,12 @@ class NormalizedSoftmaxCrossentropy(keras.losses.Loss):
 
     def __init__(self, epsilon=1e-7, reduction="sum_over_batch_size",
                  name="normalized_softmax_crossentropy", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.epsilon = float(epsilon)
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
         target = y_true / ops.maximum(ops.sum(y_true, axis=-1, keepdims=True), 1.0)
-        log_p = ops.log(ops.clip(y_pred, self.epsilon, 1.0 - self.epsilon))
-        return -ops.sum(target * log_p, axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return -ops.sum(target * self.clipped_log(y_pred), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="reproduce")

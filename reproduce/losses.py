@@ -106,29 +106,39 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
                 "negative_weights": self.negative_weights, "epsilon": self.epsilon}
 
 
+class ProbabilityLoss(keras.losses.Loss):
+    """Base of the losses on softmax probabilities: an `epsilon` that guards the log only.
+
+    p is clipped to [ε, 1−ε] only inside the log (our choice), so a probability that underflows
+    to 0 gives 0·log ε = 0 instead of 0·(−∞) = NaN, and the gradient through a p factor is kept."""
+
+    def __init__(self, epsilon=1e-7, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.epsilon = float(epsilon)
+
+    def clipped_log(self, p):
+        return ops.log(ops.clip(p, self.epsilon, 1.0 - self.epsilon))
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
 @keras.saving.register_keras_serializable(package="reproduce")
-class EntropyWeightingLoss(keras.losses.Loss):
+class EntropyWeightingLoss(ProbabilityLoss):
     """Eq. (2) exactly as printed: per image −Σ_i l_i·p_i·log(p_i), p = softmax output.
 
-    Not "fixed" on purpose (its behaviour is studied in `reproduce.loss_readings`): note that
-    −p·log p grows with p for p < 1/e, so the loss is not monotone in the true classes' p.
-    Guard (our choice): p is clipped to [ε, 1−ε] only inside the log, so a softmax output that
-    underflows to 0 gives 0·log ε = 0 instead of 0·(−∞) = NaN, and the gradient through the p
-    factor is kept. The batch loss is the mean over images.
+    Not "fixed" on purpose (its behaviour is studied in docs/entropy_weighting_loss.md): −p·log p
+    grows with p for p < 1/e, so the loss is not monotone in the true classes' p. The batch loss
+    is the mean over images.
     """
 
     def __init__(self, epsilon=1e-7, reduction="sum_over_batch_size",
                  name="entropy_weighting_loss", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.epsilon = float(epsilon)
+        super().__init__(epsilon=epsilon, reduction=reduction, name=name, dtype=dtype)
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
-        log_p = ops.log(ops.clip(y_pred, self.epsilon, 1.0 - self.epsilon))
-        return -ops.sum(y_true * y_pred * log_p, axis=-1)  # Eq. (2), one value per image
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return -ops.sum(y_true * y_pred * self.clipped_log(y_pred), axis=-1)  # Eq. (2), per image
 
 
 # --- registry ------------------------------------------------------------------------------------
