@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.schema import CLASSES
-from reproduce.metrics import mean_auc, roc_auc_per_class
+from reproduce.metrics import DegenerateClassWarning, mean_auc, roc_auc_per_class
 
 HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "val_mean_auc", *(f"val_auc_{c}" for c in CLASSES)]
 
@@ -62,7 +62,7 @@ def auc_logs(labels, scores, prefix="val_") -> dict:
     """{prefix+"mean_auc", prefix+"auc_<Class>"}: classes without positives are NaN, quietly
     (a small validation split often lacks Hernia; the warning would fire every epoch)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", DegenerateClassWarning)
         aucs = roc_auc_per_class(labels, scores, CLASSES)
     return {f"{prefix}mean_auc": mean_auc(aucs), **{f"{prefix}auc_{c}": v for c, v in aucs.items()}}
 
