@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.schema import CLASSES
-from reproduce import cooccurrence, metrics
+from reproduce import cooccurrence, metrics, report
 
 BASELINE, LITERAL = "wce", "ewl"
 ALPHA = 0.05  # our choice: two-sided DeLong p < 0.05 per class, no multiplicity correction
@@ -44,7 +44,7 @@ class AblationError(ValueError):
 
 # --- runs ----------------------------------------------------------------------------------------
 def ensure_predictions(config, data_dir: Path, run_dir: Path, preset_name=None) -> Path:
-    """RUN/predictions_test.csv, training and evaluating the run first if it is missing."""
+    """Train and evaluate the run unless RUN/predictions_test.csv exists (and matches `config`)."""
     pred = run_dir / "predictions_test.csv"
     saved = run_dir / "config.json"
     if pred.is_file():
@@ -75,31 +75,6 @@ def checkpoint_of(run_dir: Path) -> str:
     loss whose training drives the AUC down, e.g. the literal Eq. (2)."""
     path = run_dir / "metrics_test.json"
     return str(json.loads(path.read_text()).get("checkpoint", "")) if path.is_file() else ""
-
-
-def read_predictions(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
-    needed = ["image_index", "patient_id"] + [f"{k}_{c}" for k in ("label", "score") for c in CLASSES]
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise AblationError(f"{path}: not a predictions CSV (missing {missing[:3]} ...)")
-    return df
-
-
-def aligned(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Every frame in the baseline's image order; the image sets and labels must agree."""
-    ref = frames[BASELINE].set_index("image_index")
-    labels = [f"label_{c}" for c in CLASSES]
-    out = {}
-    for loss, df in frames.items():
-        df = df.set_index("image_index")
-        if set(df.index) != set(ref.index):
-            raise AblationError(f"{loss}: its test images differ from {BASELINE}'s (different data?)")
-        df = df.loc[ref.index]
-        if not np.array_equal(df[labels].to_numpy(), ref[labels].to_numpy()):
-            raise AblationError(f"{loss}: its test labels differ from {BASELINE}'s")
-        out[loss] = df.reset_index()
-    return out
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -246,12 +221,13 @@ def run_ablation(args) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     label_phi = cooccurrence.phi_matrix(label_matrix(read_label_file(args.labels)))
     base_config = preset(args.preset).override(model=args.model)
-    frames = {}
+    frames, run_dirs = {}, {}
     for loss in [BASELINE, LITERAL] + [r for r in args.readings if r not in (BASELINE, LITERAL)]:
-        run_dir = args.runs / f"{args.model}_{loss}"
-        pred = ensure_predictions(base_config.override(loss=loss), args.data, run_dir, args.preset)
-        frames[loss] = read_predictions(pred)
-    frames = aligned(frames)
+        run_dirs[loss] = args.runs / f"{args.model}_{loss}"
+        ensure_predictions(base_config.override(loss=loss), args.data, run_dirs[loss], args.preset)
+        frames[loss] = report.read_predictions(run_dirs[loss], "test")
+    # The same checks as Table I: one image set, same labels and patients, baseline first.
+    frames = report.align_runs(frames, run_dirs, "test")
     note = "REAL ChestX-ray14" if args.real else "SYNTHETIC set (phantom), not NIH images"
     table = pd.DataFrame([ablation_row(loss, df, frames[BASELINE], args.n_resamples, args.seed)
                           for loss, df in frames.items()])
@@ -279,7 +255,7 @@ def main(argv=None) -> int:
             print(f"wrote {args.out / 'ewl_term.png'}")
             return 0
         table, relations = run_ablation(args)
-    except (AblationError, OSError, ValueError, RuntimeError) as err:  # RuntimeError: TrainingFailed
+    except (AblationError, report.ReportError, OSError, ValueError, RuntimeError) as err:  # RuntimeError: TrainingFailed
         print(f"error: {err}", file=sys.stderr)
         return 1
     shown = table[["loss", "mean_auc", "mean_ci_low", "mean_ci_high", "n_better", "n_worse",
