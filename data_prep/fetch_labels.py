@@ -10,7 +10,6 @@ the NIH release we tested with, so a different or truncated file is reported, no
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from data_prep.checksums import sha256_file
+
 # The NIH v2020 label file and the 2017 bounding boxes, as shipped in torchxrayvision 1.5.7.
 FILES = {
     "Data_Entry_2017_v2020.csv.gz": "9d4de640ee4f760215d8be98376b20387ca52f9c6b4d1b727cb588fb82f40b80",
@@ -26,10 +27,6 @@ FILES = {
 }
 WHEEL = "torchxrayvision==1.5.7"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _complete(folder: Path) -> bool:
@@ -67,7 +64,7 @@ def fetch_labels(out: str | Path, source: str | None = None) -> Path:
             print(f"downloading the label files inside the {WHEEL} wheel (29 MB, no torch)")
             _from_wheel(out)
     for name, expected in FILES.items():
-        if sha256(out / name) != expected:
+        if sha256_file(out / name) != expected:
             raise RuntimeError(f"{out / name}: checksum differs from the NIH release we tested with")
     return out
 

@@ -11,12 +11,12 @@ than mixing shards of two builds (nothing complete is ever deleted).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import multiprocessing
 import os
 from pathlib import Path
 
+from data_prep.checksums import sha256_file
 from data_prep.images import ImageError, load_image
 from data_prep.schema import SHARD_GLOB, SHARD_TEMPLATE, SPLITS
 
@@ -44,14 +44,6 @@ class ShardTask:
     @property
     def name(self) -> str:
         return SHARD_TEMPLATE.format(split=self.split, index=self.index, count=self.count)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_json_atomic(path: str | Path, obj) -> None:

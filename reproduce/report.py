@@ -15,7 +15,6 @@ be mistaken for a real-data result.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data_prep.checksums import sha256_file
 from data_prep.schema import CLASSES  # module-level import of schema is TF-free (TF imported lazily)
 from reproduce import metrics
 
@@ -225,10 +225,6 @@ def write_table1(results: dict, paper: pd.DataFrame, out: Path, synthetic: bool,
 
 
 # --- CLI ------------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reproduce.report", description=__doc__.split("\n")[0])
     p.add_argument("what", choices=("table1", "figure1", "all"))
@@ -270,7 +266,7 @@ def run_report(args: argparse.Namespace) -> None:
         "out": str(args.out), "split": args.split, "synthetic": args.synthetic,
         "n_resamples": args.n_resamples, "seed": args.seed, "alpha": 0.05,
         "paper_table": str(args.paper_table), "n_images": results["n_images"],
-        "predictions_sha256": {k: _sha256(r / f"predictions_{args.split}.csv") for k, r in runs.items()},
+        "predictions_sha256": {k: sha256_file(r / f"predictions_{args.split}.csv") for k, r in runs.items()},
         "run_configs": {k: f"configs/{k}.json" for k in runs},
     }
     write_report_config(args.out / "report_config.json", args.what, record)

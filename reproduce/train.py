@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -24,6 +23,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from data_prep.checksums import sha256_file
 from reproduce import callbacks as cb
 from reproduce.config import DISTRIBUTE, MODELS, PRESETS, Config, preset
 from reproduce.data import make_dataset, make_eval_dataset, read_manifest
@@ -88,16 +88,12 @@ def set_precision(config: Config) -> bool:
     return False
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def prepare_run_dir(config: Config, data_dir: Path, out_dir: Path, preset_name, extra: dict) -> None:
     """Write RUN/config.json, or check that the one there is this run's (resume)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = data_dir / "manifest.json"
     meta = {"preset": preset_name, "data_dir": str(data_dir.resolve()),
-            "manifest_sha256": _file_sha256(manifest), "manifest_bytes": manifest.stat().st_size,
+            "manifest_sha256": sha256_file(manifest), "manifest_bytes": manifest.stat().st_size,
             "keras_version": keras.__version__, "tensorflow_version": tf.__version__, **extra}
     path = out_dir / "config.json"
     if path.exists():
