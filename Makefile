@@ -75,10 +75,10 @@ ablation: demo-shards
 	$(PY) -m reproduce.ablation --data $(DEMO_SHARDS) --runs $(DEMO_RUNS) --labels $(LABELS) --out $(DEMO_OUT)
 
 bench-data: phantom
-	$(PY) -m data_prep.bench --data-dir $(PHANTOM_DIR) --out results/bench/data_prep.json
+	$(PY) -m bench.data --data-dir $(PHANTOM_DIR) --out results/bench/data_prep.json
 
 bench-train: demo-shards
-	$(PY) -m reproduce.bench --data $(DEMO_SHARDS) --images-dir $(PHANTOM_DIR) --out results/bench/train.json
+	$(PY) -m bench.train --data $(DEMO_SHARDS) --images-dir $(PHANTOM_DIR) --out results/bench/train.json
 
 bench: bench-data bench-train
 

@@ -2,7 +2,7 @@
 # GPU training speed of the paper's baseline (§IV.B: DenseNet121, 224×224, batch 32) and what the
 # full Table I would cost on this machine. One prepared script, at most ~8 minutes:
 #   1. a synthetic ChestX-ray14 (data_prep.phantom, 1024² PNGs) → TFRecords at 224 (data_prep.build)
-#   2. reproduce.bench part (1) three times: fp32, mixed precision (mixed_float16), XLA (jit_compile);
+#   2. bench.train part (1) three times: fp32, mixed precision (mixed_float16), XLA (jit_compile);
 #      each gives Model.fit img/s through the TFRecord pipeline and on the same images in memory
 #   3. results/bench/gpu_<device>.json and the Table I estimate (4 runs × 50 epochs × train images)
 #
@@ -58,7 +58,7 @@ echo "data ready after $((SECONDS - START)) s"
 # No --cache: every step reads and decodes TFRecords, as the paper preset does on 78k images.
 run_mode() {  # name, extra flags
   local name=$1; shift
-  "$PY" -m reproduce.bench --data "$WORK/shards_$SIZE" --skip-input --out "$WORK/$name.json" \
+  "$PY" -m bench.train --data "$WORK/shards_$SIZE" --skip-input --out "$WORK/$name.json" \
       --model "$MODEL" --image-size "$SIZE" --batch-size "$BATCH" --steps "$STEPS" \
       --warmup "$WARMUP" --repeats "$REPEATS" "$@"
 }

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import shards
+from data_prep import cli, shards
 from data_prep.images import ImageError
 from data_prep.labels import LabelFileError, label_matrix, read_label_file
 from data_prep.schema import CLASSES, ENCODINGS, SPLITS
@@ -130,32 +130,37 @@ def build_dataset(data_dir, out, split="paper", size=224, workers=1, seed=0, ski
     return result
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser("data_prep.build", __doc__)
     parser.add_argument("--data-dir", required=True,
                         help="NIH layout: label CSV + images/ or images_*/images/")
     parser.add_argument("--out", required=True, help="output folder for shards, splits/, manifest.json")
-    parser.add_argument("--split", default="paper", choices=["paper", "official"])
+    parser.add_argument("--split", default="paper", choices=["paper", "official"],
+                        help="paper: 7:1:2 by patient (§IV.A); official: NIH's lists, val = 1/8 of train_val")
     parser.add_argument("--size", type=int, default=224, help='§IV.B "downscaled the images to 224×224"')
     parser.add_argument("--workers", type=int, default=1, help="processes, one shard per task")
     parser.add_argument("--seed", type=int, default=0, help="seeds the patient split and record order")
     parser.add_argument("--skip-bad", action="store_true",
-                        help="skip missing/corrupt images (listed in the manifest)")
+                        help="skip missing/corrupt images (listed in the manifest) instead of stopping")
     parser.add_argument("--encoding", default="raw", choices=list(ENCODINGS),
-                        help="raw: fastest tf.data reads (data_prep.bench); png: smaller files")
-    parser.add_argument("--images-per-shard", type=int, default=DEFAULT_IMAGES_PER_SHARD)
-    args = parser.parse_args(argv)
-    try:
+                        help="raw: fastest tf.data reads (make bench-data); png: smaller files")
+    parser.add_argument("--images-per-shard", type=int, default=DEFAULT_IMAGES_PER_SHARD,
+                        help="records per shard file (the unit of parallel work and of resume)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body():
         result = build_dataset(args.data_dir, args.out, args.split, args.size, args.workers, args.seed,
                                args.skip_bad, args.encoding, images_per_shard=args.images_per_shard)
-    except ValueError as err:  # ImageError, ShardError, LabelFileError, SplitError: one line
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for name, part in result["splits"].items():
-        print(f"{name:5s} {part['images']:7d} images {part['patients']:6d} patients "
-              f"{len(part['shards']):4d} shards")
-    print(f"skipped {len(result['skipped'])} images; wrote {Path(args.out) / 'manifest.json'}")
-    return 0
+        for name, part in result["splits"].items():
+            print(f"{name:5s} {part['images']:7d} images {part['patients']:6d} patients "
+                  f"{len(part['shards']):4d} shards")
+        print(f"skipped {len(result['skipped'])} images; wrote {Path(args.out) / 'manifest.json'}")
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

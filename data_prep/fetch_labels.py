@@ -18,7 +18,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from data_prep import cli
 from data_prep.checksums import sha256_file
+from data_prep.provenance import PROJECT_ROOT
 
 # The NIH v2020 label file and the 2017 bounding boxes, as shipped in torchxrayvision 1.5.7.
 FILES = {
@@ -26,7 +28,6 @@ FILES = {
     "BBox_List_2017.csv.gz": "cf9dc6029f65daa8b389415b0546af0eeeb91fbac7d63ec49d7f8de2fd8f40cd",
 }
 WHEEL = "torchxrayvision==1.5.7"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _complete(folder: Path) -> bool:
@@ -34,7 +35,7 @@ def _complete(folder: Path) -> bool:
 
 
 def _candidates(source: str | None) -> list[Path]:
-    dirs = [source, os.environ.get("CXR14_LABELS_DIR"), REPO_ROOT.parent / "shared" / "data"]
+    dirs = [source, os.environ.get("CXR14_LABELS_DIR"), PROJECT_ROOT.parent / "shared" / "data"]
     return [Path(d) for d in dirs if d]
 
 
@@ -69,18 +70,21 @@ def fetch_labels(out: str | Path, source: str | None = None) -> Path:
     return out
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser("data_prep.fetch_labels", __doc__)
+    parser.add_argument("--out", default="data/labels", help="folder to hold the label files")
+    parser.add_argument("--source", help="a folder that already has them (nothing is downloaded)")
+    return parser
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="data/labels", help="folder to hold the two .csv.gz files")
-    parser.add_argument("--source", help="a folder that already has them")
-    args = parser.parse_args(argv)
-    try:
+    args = build_parser().parse_args(argv)
+
+    def body():
         out = fetch_labels(args.out, args.source)
-    except (RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"label files ready in {out}: {', '.join(FILES)}")
-    return 0
+        print(f"label files ready in {out}: {', '.join(FILES)}")
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

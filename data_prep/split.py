@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data_prep import cli
 from data_prep.labels import class_counts, read_label_file
 from data_prep.schema import CLASSES, SPLITS
 
@@ -121,28 +122,31 @@ def read_split(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser("data_prep.split", __doc__)
     parser.add_argument("--labels", required=True, help="Data_Entry_2017*.csv[.gz]")
     parser.add_argument("--out", required=True, help="writes OUT/splits/*.csv and OUT/split_summary.json")
-    parser.add_argument("--method", default="paper", choices=["paper", "official"])
+    parser.add_argument("--method", default="paper", choices=["paper", "official"],
+                        help="paper: 7:1:2 by patient (§IV.A); official: NIH's lists (needs --lists)")
     parser.add_argument("--lists", help="folder with train_val_list.txt and test_list.txt (official)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        df = read_label_file(args.labels)
-        splits = make_split(df, args.method, args.seed, args.lists)
-    except ValueError as err:  # LabelFileError, SplitError: one line, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    write_splits(splits, out / "splits")
-    summary = split_summary(splits, args.method, args.seed)
-    (out / "split_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for name, part in summary["splits"].items():
-        print(f"{name:5s} {part['images']:7d} images {part['patients']:6d} patients "
-              f"Hernia {part['positives']['Hernia']}")
-    return 0
+    parser.add_argument("--seed", type=int, default=0, help="seeds the patient shuffle")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body():
+        splits = make_split(read_label_file(args.labels), args.method, args.seed, args.lists)
+        out = Path(args.out)
+        write_splits(splits, out / "splits")
+        summary = split_summary(splits, args.method, args.seed)
+        (out / "split_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        for name, part in summary["splits"].items():
+            print(f"{name:5s} {part['images']:7d} images {part['patients']:6d} patients "
+                  f"Hernia {part['positives']['Hernia']}")
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.schema import CLASSES
+from reproduce.evaluate import predict_split
 from reproduce.metrics import DegenerateClassWarning, mean_auc, roc_auc_per_class
 
 HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "val_mean_auc", *(f"val_auc_{c}" for c in CLASSES)]
@@ -43,19 +44,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         value = float(np.asarray((logs or {}).get("loss", 0.0)))
         if not np.isfinite(value):
             raise NonFiniteLoss(self._epoch, batch + 1, value)
-
-
-def predict_split(dataset, forward):
-    """Run `forward(images) -> scores` over make_eval_dataset batches, in record order.
-
-    Returns (labels [N,14], scores [N,14], image_index list[str], patient_id int64 [N])."""
-    labels, scores, ids, pids = [], [], [], []
-    for images, batch_labels, batch_ids, batch_pids in dataset:
-        scores.append(np.asarray(forward(images), dtype=np.float32))
-        labels.append(batch_labels.numpy())
-        ids.extend(i.decode() for i in batch_ids.numpy())
-        pids.append(batch_pids.numpy())
-    return np.concatenate(labels), np.concatenate(scores), ids, np.concatenate(pids)
 
 
 def auc_logs(labels, scores, prefix="val_") -> dict:

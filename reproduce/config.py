@@ -1,11 +1,13 @@
 """The one configuration of a training run, and its presets.
 
 Every field says where its value comes from: a section of the paper (Mo & Cai 2019), or
-"our choice" with the reason (each our-choice is also listed in docs/paper_map.md).
-CLI flags override fields by name (`Config.override`); an unknown name is an error.
+"our choice" with the reason (each our-choice is also listed in docs/paper_map.md); that text is
+also the field's --help. `python -m reproduce.train` has one option per field, named after it
+(`add_arguments`); `Config.override` replaces fields by name and an unknown name is an error.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -15,44 +17,57 @@ MODELS = ("vgg16", "resnet50", "densenet121", "tiny")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
 
+def _field(default, why: str):
+    """A Config field whose `why` (paper section or "our choice") is also its --help text."""
+    return dataclasses.field(default=default, metadata={"why": why})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     # --- what is trained ---------------------------------------------------------------------
-    model: str = "densenet121"  # §III "DenseNet121 is utilized as baseline"; §IV.D also VGG16, ResNet50
-    loss: str = "wce"  # §III.B Eq.(1) weighted CE ("wce") or Eq.(2) entropy weighting ("ewl")
-    weights: str = "imagenet"  # §IV.D "pre-trained baseline models": ImageNet; "none" or a file path
+    model: str = _field("densenet121", '§III "DenseNet121 is utilized as baseline"; §IV.D also '
+                        "VGG16, ResNet50 (tiny: a 2-conv CNN for tests)")
+    loss: str = _field("wce", "§III.B Eq. (1) weighted CE (wce) or Eq. (2) entropy weighting (ewl); "
+                       "other names: the Eq. (2) readings of reproduce.study")
+    weights: str = _field("imagenet", '§IV.D "pre-trained baseline models": imagenet, none, or a '
+                          "weights file")
     # --- input -------------------------------------------------------------------------------
-    image_size: int = 224  # §IV.B "downscaled the images to 224×224"
-    horizontal_flip: bool = True  # §IV.B "Random horizontal flipping was performed as data augmentation"
-    shuffle_buffer: int = 2048  # not stated — our choice: records are pre-shuffled across shards
-    cache: bool = False  # our choice: cache decoded images in RAM (demo/smoke: small sets)
+    image_size: int = _field(224, '§IV.B "downscaled the images to 224×224"')
+    horizontal_flip: bool = _field(True, '§IV.B "Random horizontal flipping was performed as data '
+                                   'augmentation" (training only)')
+    shuffle_buffer: int = _field(2048, "not stated, our choice: records are also pre-shuffled "
+                                 "across shards by data_prep.build")
+    cache: bool = _field(False, "our choice: cache decoded images in RAM (demo/smoke: small sets)")
     # --- optimisation ------------------------------------------------------------------------
-    optimizer: str = "adam"  # §IV.B "optimized the network using Adam [12]"
-    learning_rate: float = 1e-3  # §IV.B "learning rate initialed as 0.001"
-    batch_size: int = 32  # §IV.B "with 32 minibatch size" (global batch under distribution)
-    epochs: int = 50  # §IV.B "we trained each model for 50 epochs"
-    steps_per_epoch: int | None = None  # our choice: None = one full pass over train per epoch
+    optimizer: str = _field("adam", '§IV.B "optimized the network using Adam [12]" (the only one)')
+    learning_rate: float = _field(1e-3, '§IV.B "learning rate initialed as 0.001" (constant)')
+    batch_size: int = _field(32, '§IV.B "with 32 minibatch size"; the global batch under '
+                             "--distribute")
+    epochs: int = _field(50, '§IV.B "we trained each model for 50 epochs"')
+    steps_per_epoch: int | None = _field(None, "our choice: none = one full pass over the training "
+                                         "split per epoch")
     # --- losses ------------------------------------------------------------------------------
-    wce_factors: str = "batch"  # not stated — our choice: Wang et al. [5] per-batch β_P, β_N; or "dataset"
-    epsilon: float = 1e-7  # not stated — our choice: probabilities clipped to [ε, 1-ε] before log
+    wce_factors: str = _field("batch", "not stated, our choice: batch = Wang et al. [5]'s beta_P, "
+                              "beta_N from each global batch; dataset = fixed per class from the "
+                              "training split")
+    epsilon: float = _field(1e-7, "not stated, our choice: probabilities clipped to [eps, 1-eps] "
+                            "before the log (Keras' own epsilon)")
     # --- checkpoints and evaluation ----------------------------------------------------------
-    checkpoint: str = "best"  # not stated — our choice: best val mean AUC; "last" also saved
+    checkpoint: str = _field("best", "not stated, our choice: evaluate best (highest validation "
+                             "mean AUC) or last; both are saved")
     # --- execution ---------------------------------------------------------------------------
-    seed: int = 0  # our choice: seeds shuffle, flip, head init
-    mixed_precision: bool = False  # not in paper (GTX 1080Ti, fp32 implied); mixed_float16 on GPU
-    distribute: str = "none"  # not in paper (one GPU); "mirrored" or "multiworker" (TF_CONFIG)
-    run_eagerly: bool = False  # our choice for tiny CPU runs: skips ~100 s graph tracing
-    jit_compile: bool = False  # XLA; helps on GPU, hurts on CPU (measured, see README)
+    seed: int = _field(0, "our choice: seeds the head's initialisation, data order and flips")
+    mixed_precision: bool = _field(False, "not in the paper (GTX 1080Ti, fp32 implied): "
+                                   "mixed_float16 on a GPU")
+    distribute: str = _field("none", "not in the paper (one GPU): mirrored (all local devices) or "
+                             "multiworker (TF_CONFIG)")
+    run_eagerly: bool = _field(False, "our choice for tiny CPU runs: no graph tracing")
+    jit_compile: bool = _field(False, "XLA; helps on a GPU, hurts on a CPU")
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        if self.distribute not in DISTRIBUTE:
-            raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
-        if self.wce_factors not in ("batch", "dataset"):
-            raise ValueError(f"wce_factors must be 'batch' or 'dataset', got {self.wce_factors!r}")
-        if self.checkpoint not in ("best", "last"):
-            raise ValueError(f"checkpoint must be 'best' or 'last', got {self.checkpoint!r}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.image_size < 32:
             raise ValueError("image_size must be >= 32 (the smallest input all three backbones take)")
         for name in ("batch_size", "epochs"):
@@ -60,12 +75,11 @@ class Config:
                 raise ValueError(f"{name} must be >= 1")
 
     def override(self, **changes) -> "Config":
-        """A copy with fields replaced by name; None values are ignored; unknown names fail."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
+        """A copy with the named fields replaced (None included); unknown names fail."""
+        unknown = sorted(set(changes) - set(field_names()))
         if unknown:
             raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,7 +91,7 @@ class Config:
     @classmethod
     def load(cls, path: str | Path) -> "Config":
         data = json.loads(Path(path).read_text())
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = set(field_names())
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -108,9 +122,49 @@ def smoke() -> Config:
 
 
 PRESETS = {"paper": paper, "demo": demo, "smoke": smoke}
+# Fields whose values are a closed set (the loss names come from the registry: `add_arguments`).
+CHOICES = {"model": MODELS, "distribute": DISTRIBUTE, "wce_factors": ("batch", "dataset"),
+           "checkpoint": ("best", "last"), "optimizer": ("adam",)}
 
 
 def preset(name: str) -> Config:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[name]()
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(Config))
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
+_TYPES = {"str": str, "int": int, "float": float, "int | None": _optional_int}
+
+
+def add_arguments(parser, choices: dict | None = None) -> None:
+    """One option per Config field, named after it (`--learning-rate` sets learning_rate), help
+    = the field's source; unset options keep the preset's value (`overrides`)."""
+    group = parser.add_argument_group(
+        "configuration", "every Config field (reproduce/config.py); unset = the preset's value; "
+        "the paper's value is shown in brackets")
+    allowed = {**CHOICES, **(choices or {})}
+    for f in dataclasses.fields(Config):
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS,
+                  "help": f"{f.metadata['why']} [paper: {f.default}]"}
+        if f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _TYPES[f.type]
+            kwargs["metavar"] = f.name.upper()
+        if f.name in allowed:
+            kwargs["choices"] = allowed[f.name]
+            kwargs.pop("metavar", None)
+        group.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def overrides(args) -> dict:
+    """The Config fields given on the command line (parsed by a parser from `add_arguments`)."""
+    return {name: getattr(args, name) for name in field_names() if hasattr(args, name)}

@@ -9,7 +9,6 @@ the checkpoint, the split, the number of images, and the run's resolved config.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -18,15 +17,16 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 
-import reproduce.losses  # noqa: F401  (registers the custom losses before a checkpoint loads)
+import reproduce.loss_registry  # noqa: F401  (registers the custom losses before a checkpoint loads)
+from data_prep import cli
+from data_prep.provenance import portable_path
 from data_prep.schema import CLASSES, SPLITS
-from reproduce.callbacks import predict_split
 from reproduce.config import Config
 from reproduce.data import make_eval_dataset
 from reproduce.metrics import bootstrap_auc_ci, mean_auc, roc_auc_per_class
 from reproduce.models import build_model
+from reproduce.report.predictions import predictions_frame, predictions_path
 
 # Our choice: 1,000 patient-level resamples (the paper reports no interval at all).
 BOOTSTRAP_RESAMPLES = 1000
@@ -81,13 +81,17 @@ def load_checkpoint(path: Path, config: Config):
     return model
 
 
-def predictions_frame(labels, scores, ids, pids) -> pd.DataFrame:
-    frame = pd.DataFrame({"image_index": ids, "patient_id": pids})
-    for j, name in enumerate(CLASSES):
-        frame[f"label_{name}"] = labels[:, j].astype(np.int64)
-    for j, name in enumerate(CLASSES):
-        frame[f"score_{name}"] = scores[:, j].astype(np.float64)
-    return frame
+def predict_split(dataset, forward):
+    """Run `forward(images) -> scores` over make_eval_dataset batches, in record order.
+
+    Returns (labels [N,14], scores [N,14], image_index list[str], patient_id int64 [N])."""
+    labels, scores, ids, pids = [], [], [], []
+    for images, batch_labels, batch_ids, batch_pids in dataset:
+        scores.append(np.asarray(forward(images), dtype=np.float32))
+        labels.append(batch_labels.numpy())
+        ids.extend(i.decode() for i in batch_ids.numpy())
+        pids.append(batch_pids.numpy())
+    return np.concatenate(labels), np.concatenate(scores), ids, np.concatenate(pids)
 
 
 def _no_nan(value):
@@ -124,13 +128,13 @@ def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None 
     model = load_checkpoint(run_dir / f"{checkpoint}.keras", config)
     labels, scores, ids, pids = predict_split(make_eval_dataset(data_dir, split, config),
                                               model.predict_on_batch)
-    out = run_dir / f"predictions_{split}.csv"
+    out = predictions_path(run_dir, split)
     predictions_frame(labels, scores, ids, pids).to_csv(out, index=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # classes without positives: NaN AUC, written as null
         meta = {"split": split, "checkpoint": checkpoint,
-                "checkpoint_path": str(run_dir / f"{checkpoint}.keras"),
-                "data_dir": str(data_dir.resolve()), "config": resolved}
+                "checkpoint_path": portable_path(run_dir / f"{checkpoint}.keras"),
+                "data_dir": portable_path(data_dir), "config": resolved}
         summary = metrics_summary(labels, scores, pids, meta)
     (run_dir / f"metrics_{split}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out
@@ -140,23 +144,28 @@ def _fmt(value) -> str:
     return "nan" if value is None else f"{value:.4f}"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    parser = cli.make_parser("reproduce.evaluate", __doc__)
     parser.add_argument("--run", required=True, help="run folder of reproduce.train")
     parser.add_argument("--data", required=True, help="TFRecord folder of data_prep.build")
-    parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--checkpoint", choices=["best", "last"], help="default: the run's config")
-    args = parser.parse_args(argv)
-    try:
+    parser.add_argument("--split", default="test", choices=SPLITS,
+                        help="which split to predict (Table I: test)")
+    parser.add_argument("--checkpoint", choices=["best", "last"],
+                        help="which checkpoint (default: the run's config.checkpoint, best)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body():
         out = evaluate_run(args.run, args.data, args.split, args.checkpoint)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
-    ci = summary["ci95"]["mean"]
-    print(f"{out}: {summary['n_images']} images, {args.split} mean AUC {_fmt(summary['mean_auc'])} "
-          f"(95% CI {_fmt(ci['ci_low'])}–{_fmt(ci['ci_high'])}, {summary['checkpoint']} checkpoint)")
-    return 0
+        summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
+        ci = summary["ci95"]["mean"]
+        print(f"{out}: {summary['n_images']} images, {args.split} mean AUC {_fmt(summary['mean_auc'])} "
+              f"(95% CI {_fmt(ci['ci_low'])}–{_fmt(ci['ci_high'])}, {summary['checkpoint']} checkpoint)")
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The two losses of Mo & Cai (2019) §III.B and the loss registry.
+"""The two losses of Mo & Cai (2019) §III.B.
 
 Both losses take PROBABILITIES (the head's sigmoid or softmax output), as the paper writes them,
 and use only `keras.ops`, so they run under any Keras backend and inside a compiled train step.
@@ -9,21 +9,13 @@ and use only `keras.ops`, so they run under any Keras backend and inside a compi
 - `EntropyWeightingLoss`: Eq. (2), exactly as printed, on a softmax head (§III.B "Following the
   fully connected layer, softmax produced probability of each class").
 
-The registry maps a loss name (`Config.loss`) to a factory and to the head activation it needs.
-`reproduce.loss_readings` (alternative, non-default readings of Eq. (2)) registers itself there;
-it is imported lazily on the first registry call, so this module never imports it at load time.
+`reproduce.loss_registry` maps a loss name (`Config.loss`) to its object and head activation.
 """
 from __future__ import annotations
-
-import importlib
-import importlib.util
 
 import keras
 import numpy as np
 from keras import ops
-
-ACTIVATIONS = ("sigmoid", "softmax")
-_READINGS_MODULE = "reproduce.loss_readings"
 
 
 def batch_factors(y_true):
@@ -141,74 +133,12 @@ class EntropyWeightingLoss(ProbabilityLoss):
         return -ops.sum(y_true * y_pred * self.clipped_log(y_pred), axis=-1)  # Eq. (2), per image
 
 
-# --- registry ------------------------------------------------------------------------------------
-def _wce(config, manifest):
+def wce_from_config(config, manifest: dict | None = None) -> WeightedBinaryCrossentropy:
+    """Eq. (1) as `config` asks: Wang et al.'s per-batch factors, or fixed per-class factors from
+    the training split's counts in `manifest` (config.wce_factors = "dataset")."""
     if config.wce_factors == "dataset":
         if manifest is None:
             raise ValueError("wce_factors='dataset' needs the manifest (training-split counts)")
         pos, neg = dataset_factors(manifest)
         return WeightedBinaryCrossentropy("dataset", pos, neg, epsilon=config.epsilon)
     return WeightedBinaryCrossentropy("batch", epsilon=config.epsilon)
-
-
-def _ewl(config, manifest):
-    return EntropyWeightingLoss(epsilon=config.epsilon)
-
-
-# name -> (factory(config, manifest) -> Loss, head activation)
-_REGISTRY: dict = {"wce": (_wce, "sigmoid"), "ewl": (_ewl, "softmax")}
-_BUILT_IN = frozenset(_REGISTRY)
-_readings_loaded = False
-
-
-def register_loss(name: str, factory, activation: str) -> None:
-    """Add a loss: `factory(config, manifest) -> keras.losses.Loss`; `activation` of the head.
-
-    The paper's two names ("wce", "ewl") cannot be replaced; other names may be re-registered
-    (so re-importing a module that registers is harmless)."""
-    if name in _BUILT_IN:
-        raise ValueError(f"loss {name!r} is built in and cannot be re-registered")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if not callable(factory):
-        raise ValueError(f"factory for loss {name!r} is not callable")
-    _REGISTRY[name] = (factory, activation)
-
-
-def _load_readings() -> None:
-    """Import reproduce.loss_readings once, if it exists (it calls register_loss)."""
-    global _readings_loaded
-    if not _readings_loaded:
-        _readings_loaded = True
-        if importlib.util.find_spec(_READINGS_MODULE) is not None:
-            importlib.import_module(_READINGS_MODULE)
-
-
-def available_losses() -> tuple[str, ...]:
-    """All registered loss names, the paper's two first."""
-    _load_readings()
-    return tuple(_REGISTRY)
-
-
-def _lookup(name: str):
-    _load_readings()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def head_activation(name: str) -> str:
-    """The head activation a loss expects: "sigmoid" for wce, "softmax" for ewl (§III.B)."""
-    return _lookup(name)[1]
-
-
-def build_loss(config, manifest: dict | None = None) -> keras.losses.Loss:
-    """The loss named by `config.loss`; `manifest` is needed only for wce_factors='dataset'."""
-    return _lookup(config.loss)[0](config, manifest)
-
-
-def __getattr__(name):
-    # PEP 562: LOSS_NAMES is computed on access, so it always includes the lazily loaded readings.
-    if name == "LOSS_NAMES":
-        return available_losses()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The three backbones of Table I (§IV.D: VGG16, ResNet50, DenseNet121) with a 14-way head.
 
 Model = backbone (keras.applications, include_top=False) → global average pooling → Dense(14)
-with the head activation the loss needs (`losses.head_activation`: sigmoid for Eq. (1),
+with the head activation the loss needs (`loss_registry.head_activation`: sigmoid for Eq. (1),
 softmax for Eq. (2), §III.B). §IV.D "pre-trained baseline models": ImageNet weights by default;
 all layers are fine-tuned (§V "we fine-tuned the pre-trained model").
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 from data_prep.schema import NUM_CLASSES
-from reproduce.losses import head_activation
+from reproduce.loss_registry import head_activation
 
 # keras.applications module and constructor per family, and the exact notop file name that
 # keras.applications.<family> downloads into $KERAS_HOME/models (see its WEIGHTS_PATH_NO_TOP).

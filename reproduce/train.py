@@ -10,9 +10,8 @@ command, a killed run continues after its last completed epoch.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -23,12 +22,15 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from data_prep import cli
 from data_prep.checksums import sha256_file
+from data_prep.provenance import portable_path, provenance
 from reproduce import callbacks as cb
-from reproduce.config import DISTRIBUTE, MODELS, PRESETS, Config, preset
+from reproduce import config as config_module
+from reproduce.config import PRESETS, Config, preset
 from reproduce.data import make_dataset, make_eval_dataset, read_manifest
-from reproduce.losses import available_losses, build_loss
-from reproduce.models import ImagenetWeightsUnavailable, build_model
+from reproduce.loss_registry import available_losses, build_loss
+from reproduce.models import build_model
 
 
 class TrainingFailed(RuntimeError):
@@ -92,9 +94,9 @@ def prepare_run_dir(config: Config, data_dir: Path, out_dir: Path, preset_name, 
     """Write RUN/config.json, or check that the one there is this run's (resume)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = data_dir / "manifest.json"
-    meta = {"preset": preset_name, "data_dir": str(data_dir.resolve()),
+    meta = {"preset": preset_name, "data_dir": portable_path(data_dir),
             "manifest_sha256": sha256_file(manifest), "manifest_bytes": manifest.stat().st_size,
-            "keras_version": keras.__version__, "tensorflow_version": tf.__version__, **extra}
+            "provenance": provenance(), **extra}
     path = out_dir / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
@@ -221,46 +223,30 @@ def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None) ->
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    p = cli.make_parser("reproduce.train", __doc__)
     p.add_argument("--data", required=True, help="TFRecord folder of data_prep.build (manifest.json)")
-    p.add_argument("--model", required=True, choices=MODELS)
-    p.add_argument("--loss", required=True, choices=available_losses())
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     p.add_argument("--out", required=True, help="run folder (created; an unfinished run resumes)")
-    p.add_argument("--weights", help="imagenet | none | PATH to backbone weights")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch (split over replicas)")
-    p.add_argument("--lr", type=float, help="Adam learning rate")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--mixed-precision", action="store_true", default=None, help="GPU only")
-    p.add_argument("--distribute", choices=DISTRIBUTE)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eager", action=argparse.BooleanOptionalAction, default=None,
-                   help="run_eagerly: no graph tracing (the smoke preset's default)")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+                   help="starting values of every field: paper (the paper's settings), demo, smoke")
+    config_module.add_arguments(p, choices={"loss": available_losses()})
     return p
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        config = preset(args.preset).override(
-            model=args.model, loss=args.loss, weights=args.weights, epochs=args.epochs,
-            batch_size=args.batch_size, learning_rate=args.lr, image_size=args.image_size,
-            steps_per_epoch=args.steps_per_epoch, mixed_precision=args.mixed_precision,
-            distribute=args.distribute, seed=args.seed, run_eagerly=args.eager)
+    args = build_parser().parse_args(argv)
+
+    def body():
+        config = preset(args.preset).override(**config_module.overrides(args))
         history = train(config, args.data, args.out, preset_name=args.preset)
-    except (ValueError, OSError, TrainingFailed, ImagenetWeightsUnavailable) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if history.empty:  # a non-chief worker: its history is the chief's, written there
-        print("worker finished; the chief wrote the run folder")
-        return 0
-    last = history.iloc[-1]
-    print(f"{args.out}: {len(history)} epochs, last val mean AUC {last['val_mean_auc']:.4f}, "
-          f"best {history['val_mean_auc'].max():.4f}")
-    return 0
+        if history.empty:  # a non-chief worker: its history is the chief's, written there
+            print("worker finished; the chief wrote the run folder")
+            return
+        last = history.iloc[-1]
+        print(f"{args.out}: {len(history)} epochs, last val mean AUC {last['val_mean_auc']:.4f}, "
+              f"best {history['val_mean_auc'].max():.4f}")
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

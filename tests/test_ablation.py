@@ -1,4 +1,4 @@
-"""reproduce.cooccurrence on hand-checkable matrices, and the ablation CLI end to end at smoke
+"""reproduce.study.relations on hand-checkable matrices, and the ablation CLI end to end at smoke
 scale (tiny model, phantom shards). Runtime: about 40 s, nearly all of it the end-to-end test."""
 import json
 from pathlib import Path
@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from data_prep.schema import CLASSES
-from reproduce import ablation, cooccurrence, report
+from reproduce.report import predictions
+from reproduce.study import ablation
+from reproduce.study import relations as cooccurrence
 
 # Columns: a = [1,1,0,0], b = [1,0,1,0], c = [0,0,1,1]. By hand (2×2 tables):
 # a–b: n11=n10=n01=n00=1 → phi 0;  a–c: c = 1 − a → phi −1;  b–c: one of each cell → phi 0.
@@ -62,14 +64,14 @@ def _frame(order, scores):
 
 
 def test_runs_are_aligned_by_image_and_other_images_refused():
-    """The ablation pairs runs with report.align_runs (DeLong needs the same images)."""
+    """The ablation pairs runs with predictions.align_runs (DeLong needs the same images)."""
     runs = {"wce": Path("runs/wce"), "ewl": Path("runs/ewl")}
     base = _frame([0, 1, 2, 3], np.tile(np.arange(4.0)[:, None], (1, 14)))
     other = _frame([3, 2, 1, 0], np.tile(np.arange(4.0)[::-1, None], (1, 14)))
-    out = report.align_runs({"wce": base, "ewl": other}, runs, "test")
+    out = predictions.align_runs({"wce": base, "ewl": other}, runs, "test")
     np.testing.assert_array_equal(out["ewl"]["score_Atelectasis"], [0, 1, 2, 3])
-    with pytest.raises(report.ReportError, match="different image sets"):
-        report.align_runs({"wce": base, "ewl": _frame([0, 1, 2, 9], np.zeros((4, 14)))}, runs, "test")
+    with pytest.raises(predictions.ReportError, match="different image sets"):
+        predictions.align_runs({"wce": base, "ewl": _frame([0, 1, 2, 9], np.zeros((4, 14)))}, runs, "test")
 
 
 def test_ablation_cli_end_to_end(shards_dir, sample_labels, tmp_path, capsys):

@@ -243,7 +243,7 @@ def test_corrupt_image_is_an_error_or_skipped(tmp_path, sample_labels, capsys):
     data_dir = make_nih_dir(tmp_path / "nih", sample_labels)
     victim = sorted((data_dir / "images").iterdir())[5]
     victim.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    assert _cli(data_dir, tmp_path / "a") == 2
+    assert _cli(data_dir, tmp_path / "a") == 1
     line = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()][-1]  # TF may log first
     assert line.startswith(f"error: {victim}: corrupt") and "Traceback" not in line
     with pytest.raises(ImageError, match=victim.name):
@@ -260,7 +260,7 @@ def test_missing_image_is_an_error_or_skipped(tmp_path, sample_labels, capsys):
     data_dir = make_nih_dir(tmp_path / "nih", sample_labels)
     victim = sorted((data_dir / "images").iterdir())[3]
     victim.unlink()
-    assert _cli(data_dir, tmp_path / "a") == 2
+    assert _cli(data_dir, tmp_path / "a") == 1
     assert _one_error_line(capsys).startswith(f"error: {victim}: image file not found")
     assert _cli(data_dir, tmp_path / "b", "--skip-bad") == 0
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
@@ -274,10 +274,10 @@ def test_label_file_errors_are_one_line(tmp_path, sample_labels, capsys):
     labels = data_dir / "Data_Entry_2017_v2020.csv"
     text = labels.read_text()
     labels.write_text(text.replace("No Finding", "Flu", 1))
-    assert _cli(data_dir, tmp_path / "a") == 2
+    assert _cli(data_dir, tmp_path / "a") == 1
     assert "unknown label 'Flu'" in _one_error_line(capsys)
     labels.unlink()
-    assert _cli(data_dir, tmp_path / "b") == 2
+    assert _cli(data_dir, tmp_path / "b") == 1
     assert "no label file" in _one_error_line(capsys)
 
 

@@ -21,8 +21,8 @@ def test_demo_and_smoke_differ_only_where_documented():
 
 
 def test_override_by_name_and_unknown_names_fail():
-    c = paper().override(epochs=2, seed=None)  # None = "flag not given"
-    assert c.epochs == 2 and c.seed == 0
+    c = smoke().override(epochs=2, steps_per_epoch=None)  # None is a value: one full pass
+    assert c.epochs == 2 and c.steps_per_epoch is None and c.seed == 0
     with pytest.raises(ValueError, match="unknown config field.*lr"):
         paper().override(lr=0.1)
 

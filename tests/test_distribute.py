@@ -79,7 +79,7 @@ def test_multiworker_two_processes_only_chief_writes(shards_dir, tmp_path):
                    "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
             cmd = [sys.executable, "-m", "reproduce.train", "--data", str(shards_dir), "--model", "tiny",
                    "--loss", "ewl", "--preset", "smoke", "--batch-size", "8", "--epochs", "1",
-                   "--steps-per-epoch", "2", "--no-eager", "--distribute", "multiworker", "--out", str(out)]
+                   "--steps-per-epoch", "2", "--no-run-eagerly", "--distribute", "multiworker", "--out", str(out)]
             procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True))
         logs = [p.communicate(timeout=300)[0] for p in procs]

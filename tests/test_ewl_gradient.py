@@ -1,4 +1,4 @@
-"""Eq. (2) under the microscope (issue 5): the derived logit gradient against autodiff on the
+"""Eq. (2) under the microscope: the derived logit gradient against autodiff on the
 package's own EntropyWeightingLoss, hand-computed cases, and the toy experiment showing that
 the literal loss lowers the true classes. Runtime: about 5 s."""
 import math
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from reproduce.loss_readings import ewl_logit_gradient, ewl_term, softmax, toy_experiment
+from reproduce.study.eq2_analysis import ewl_logit_gradient, ewl_term, softmax, toy_experiment
 from reproduce.losses import EntropyWeightingLoss
 
 

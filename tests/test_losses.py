@@ -1,13 +1,12 @@
 """Eq. (1) and Eq. (2) (§III.B) against hand-computed values on 2×3 arrays, the weighting really
 changing loss and gradients, serialisation round trips, and the loss registry."""
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from reproduce import losses
+from reproduce import loss_registry, losses
 from reproduce.config import smoke
 from reproduce.losses import EntropyWeightingLoss, WeightedBinaryCrossentropy
 
@@ -54,7 +53,7 @@ def test_dataset_factors_from_manifest():
 
 def test_wce_dataset_value_by_hand():
     cfg = smoke().override(model="tiny", loss="wce", wce_factors="dataset")
-    loss = losses.build_loss(cfg, _manifest3())
+    loss = loss_registry.build_loss(cfg, _manifest3())
     # image 1: 5·0.223144 + 2·0.356675 + 1·0.105361 = 1.934429
     # image 2: 1.25·0.510826 + 2·0.510826 + 1·0.693147 = 2.353330;  mean = 2.143880
     assert float(loss(Y, P)) == pytest.approx(2.143880, abs=1e-5)
@@ -125,7 +124,7 @@ def test_model_with_loss_saves_and_loads_safely(tmp_path, name):
 
     cfg = smoke().override(model="tiny", loss=name)
     model = build_model(cfg)
-    model.compile(optimizer="adam", loss=losses.build_loss(cfg))
+    model.compile(optimizer="adam", loss=loss_registry.build_loss(cfg))
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     y = np.array([[1] + [0] * 13, [0, 1] + [0] * 12], "float32")
     model.train_on_batch(x, y)
@@ -137,31 +136,25 @@ def test_model_with_loss_saves_and_loads_safely(tmp_path, name):
 
 
 def test_registry(monkeypatch):
-    monkeypatch.setattr(losses, "_REGISTRY", dict(losses._REGISTRY))
-    assert losses.available_losses()[:2] == ("wce", "ewl")
-    assert losses.head_activation("wce") == "sigmoid" and losses.head_activation("ewl") == "softmax"
-    assert isinstance(losses.build_loss(smoke().override(loss="ewl")), EntropyWeightingLoss)
+    monkeypatch.setattr(loss_registry, "_REGISTRY", dict(loss_registry._REGISTRY))
+    assert loss_registry.available_losses()[:2] == ("wce", "ewl")
+    assert loss_registry.head_activation("wce") == "sigmoid"
+    assert loss_registry.head_activation("ewl") == "softmax"
+    assert isinstance(loss_registry.build_loss(smoke().override(loss="ewl")), EntropyWeightingLoss)
     with pytest.raises(ValueError, match="wce, ewl"):
-        losses.head_activation("nope")
+        loss_registry.head_activation("nope")
     with pytest.raises(ValueError, match="built in"):
-        losses.register_loss("wce", lambda c, m: EntropyWeightingLoss(), "softmax")
+        loss_registry.register_loss("wce", lambda c, m: EntropyWeightingLoss(), "softmax")
     with pytest.raises(ValueError, match="activation"):
-        losses.register_loss("x", lambda c, m: EntropyWeightingLoss(), "relu")
-    losses.register_loss("x", lambda c, m: EntropyWeightingLoss(epsilon=0.5), "softmax")
-    assert "x" in losses.LOSS_NAMES and losses.head_activation("x") == "softmax"
-    assert losses.build_loss(smoke().override(loss="x")).epsilon == 0.5
+        loss_registry.register_loss("x", lambda c, m: EntropyWeightingLoss(), "relu")
+    loss_registry.register_loss("x", lambda c, m: EntropyWeightingLoss(epsilon=0.5), "softmax")
+    assert "x" in loss_registry.available_losses() and loss_registry.head_activation("x") == "softmax"
+    assert loss_registry.build_loss(smoke().override(loss="x")).epsilon == 0.5
     with pytest.raises(ValueError, match="needs the manifest"):
-        losses.build_loss(smoke().override(wce_factors="dataset"))
+        loss_registry.build_loss(smoke().override(wce_factors="dataset"))
 
 
-def test_registry_lazily_imports_readings(monkeypatch, tmp_path):
-    (tmp_path / "fake_readings.py").write_text(
-        "from reproduce.losses import register_loss, EntropyWeightingLoss\n"
-        "register_loss('fake_reading', lambda c, m: EntropyWeightingLoss(), 'softmax')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(losses, "_REGISTRY", dict(losses._REGISTRY))
-    monkeypatch.setattr(losses, "_READINGS_MODULE", "fake_readings")
-    monkeypatch.setattr(losses, "_readings_loaded", False)
-    monkeypatch.delitem(sys.modules, "fake_readings", raising=False)
-    assert "fake_reading" in losses.available_losses()
-    assert losses.head_activation("fake_reading") == "softmax"
+def test_registry_holds_every_reading_of_eq2():
+    from reproduce.study.readings import READINGS
+
+    assert set(READINGS) <= set(loss_registry.available_losses())

@@ -121,6 +121,6 @@ def test_cli_rebuild_is_byte_identical(tmp_path, sample_labels, phantom_dir, cap
 def test_cli_bad_labels_is_one_line_error(tmp_path, capsys):
     bad = tmp_path / "labels.csv"
     bad.write_text("a,b\n1,2\n")
-    assert phantom.main(["--labels", str(bad), "--out", str(tmp_path / "o"), "--images", "10"]) == 2
+    assert phantom.main(["--labels", str(bad), "--out", str(tmp_path / "o"), "--images", "10"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(bad) in err and err.count("\n") == 1

@@ -104,4 +104,4 @@ def test_cli_bad_file_is_one_line(tmp_path):
     bad.write_text("a,b\n1,2\n")
     r = subprocess.run([sys.executable, "-m", "data_prep.split", "--labels", str(bad), "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(bad) in r.stderr
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and str(bad) in r.stderr

@@ -17,6 +17,7 @@ import pytest
 from data_prep.schema import CLASSES
 from reproduce import callbacks as cb
 from reproduce.config import smoke
+from reproduce.evaluate import predict_split
 from reproduce.train import TrainingFailed, main, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,10 @@ def test_run_folder_has_config_history_and_checkpoints(tiny_run, shards_dir):
     saved = json.loads((tiny_run / "config.json").read_text())
     assert saved["model"] == "tiny" and saved["loss"] == "wce" and saved["epochs"] == 3
     assert saved["preset"] == "smoke" and saved["learning_rate"] == 1e-3  # §IV.B
-    assert saved["keras_version"] == keras.__version__ and len(saved["manifest_sha256"]) == 64
+    assert len(saved["manifest_sha256"]) == 64
+    assert saved["provenance"]["libraries"]["keras"] == keras.__version__
+    assert set(saved["provenance"]["code"]) in ({"git_commit", "git_dirty"}, {"package_version"})
+    assert not Path(saved["data_dir"]).is_absolute() or str(ROOT) not in saved["data_dir"]
     assert saved["manifest_bytes"] == (shards_dir / "manifest.json").stat().st_size
     history = pd.read_csv(tiny_run / "history.csv")
     assert list(history.columns) == cb.HISTORY_COLUMNS
@@ -57,7 +61,7 @@ def test_history_auc_is_the_auc_of_the_best_checkpoint_on_val(tiny_run, shards_d
 
     config = Config.load(tiny_run / "config.json")
     model = keras.saving.load_model(tiny_run / "best.keras")
-    labels, scores, ids, _ = cb.predict_split(make_eval_dataset(shards_dir, "val", config),
+    labels, scores, ids, _ = predict_split(make_eval_dataset(shards_dir, "val", config),
                                               model.predict_on_batch)
     val_csv = pd.read_csv(shards_dir / "splits" / "val.csv", dtype={"image_index": str})
     assert sorted(ids) == sorted(val_csv["image_index"])
@@ -135,7 +139,7 @@ def test_kill_9_then_same_command_resumes(shards_dir, tmp_path):
 def test_nan_loss_cli_exits_with_one_line(shards_dir, tmp_path, capsys):
     out = tmp_path / "nan"
     rc = main(["--data", str(shards_dir), *TINY, "--loss", "ewl", "--steps-per-epoch", "5",
-               "--lr", "1e30", "--out", str(out)])
+               "--learning-rate", "1e30", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
     assert err[0].startswith("error: loss is NaN at epoch 1 step ") and "last good checkpoint: none" in err[0]
@@ -177,7 +181,7 @@ def test_nan_in_epoch_2_keeps_epoch_1_outputs(shards_dir, tmp_path):
 
 
 def test_resume_with_another_config_is_refused(tiny_run, shards_dir, capsys):
-    rc = main(["--data", str(shards_dir), *TINY, "--loss", "wce", "--epochs", "3", "--lr", "0.01",
+    rc = main(["--data", str(shards_dir), *TINY, "--loss", "wce", "--epochs", "3", "--learning-rate", "0.01",
                "--out", str(tiny_run)])
     assert rc == 1 and "differs in learning_rate" in capsys.readouterr().err
 

@@ -1,6 +1,6 @@
 """Training-speed benchmark (`make bench-train`): does the input pipeline keep the model fed?
 
-    python -m reproduce.bench --data OUT --images-dir PHANTOM_DIR --out results/bench/train.json
+    python -m bench.train --data OUT --images-dir PHANTOM_DIR --out results/bench/train.json
 
 (1) Model.fit img/s reading TFRecords through the full reproduce.data pipeline, against Model.fit
     on the same images already in memory (this machine's ceiling for that model): ratio, goal
@@ -13,7 +13,6 @@ cores, half of it the one-off graph tracing of DenseNet121.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,11 +26,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data_prep import cli
 from data_prep.build import find_label_file
 from data_prep.labels import label_matrix, read_label_file
 from reproduce.config import demo
 from reproduce.data import make_dataset, to_model_input
-from reproduce.losses import build_loss
+from reproduce.loss_registry import build_loss
 from reproduce.models import build_model
 
 GOALS = {"training_ratio": 0.95, "input_ratio": 20.0}  # our targets (the paper reports no speeds)
@@ -138,27 +138,32 @@ def input_ratio(data_dir, images_dir, config, n_batches: int, png_batches: int) 
             "ratio": tf_rate / png_rate, "goal": GOALS["input_ratio"]}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    p = cli.make_parser("bench.train", __doc__)
     p.add_argument("--data", required=True, help="TFRecord folder (data_prep.build)")
     p.add_argument("--images-dir", help="folder with images/ and the label file (part 2)")
     p.add_argument("--out", required=True, help="JSON file to write")
-    p.add_argument("--model", default="densenet121")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--model", default="densenet121", help="backbone to time")
+    p.add_argument("--image-size", type=int, default=64, help="input size (the demo's)")
+    p.add_argument("--batch-size", type=int, default=32, help='§IV.B "32 minibatch size"')
     p.add_argument("--steps", type=int, default=16, help="timed fit steps per measurement")
     p.add_argument("--warmup", type=int, default=2, help="untimed fit steps (tracing)")
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--input-batches", type=int, default=30)
-    p.add_argument("--png-batches", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2, help="alternating repeats of each measurement")
+    p.add_argument("--input-batches", type=int, default=30, help="batches timed through tf.data")
+    p.add_argument("--png-batches", type=int, default=3, help="batches timed through the PNG baseline")
     p.add_argument("--cache", action="store_true", help="cache decoded records (off: read every step)")
     p.add_argument("--jit-compile", action="store_true", help="XLA (GPU: usually faster)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
     p.add_argument("--skip-input", action="store_true", help="only part (1); no --images-dir needed")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.mixed_precision:  # before the model is built; Keras adds loss scaling itself
         keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+
+    def body():
         config = demo().override(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
                                  steps_per_epoch=args.steps, cache=args.cache, run_eagerly=False,
                                  jit_compile=args.jit_compile)
@@ -168,23 +173,20 @@ def main(argv=None) -> int:
             if not args.images_dir:
                 raise ValueError("--images-dir is required unless --skip-input")
             inputs = input_ratio(args.data, args.images_dir, config, args.input_batches, args.png_batches)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    result = {"machine": machine_facts(), "config": config.to_dict(),
-              "mixed_precision": args.mixed_precision, "training": train, "input": inputs}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"training {config.model} {config.image_size}² batch {config.batch_size}: pipeline "
-          f"{train['pipeline_img_s']:.1f} img/s, in memory {train['in_memory_img_s']:.1f} img/s, "
-          f"ratio {train['ratio']:.3f} (goal >= {GOALS['training_ratio']})")
-    if inputs is None:
+        result = {"machine": machine_facts(), "config": config.to_dict(),
+                  "mixed_precision": args.mixed_precision, "training": train, "input": inputs}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"training {config.model} {config.image_size}² batch {config.batch_size}: pipeline "
+              f"{train['pipeline_img_s']:.1f} img/s, in memory {train['in_memory_img_s']:.1f} img/s, "
+              f"ratio {train['ratio']:.3f} (goal >= {GOALS['training_ratio']})")
+        if inputs is not None:
+            print(f"input only: TFRecords {inputs['tfrecord_pipeline_img_s']:.0f} img/s, PNG PyDataset "
+                  f"{inputs['png_pydataset_img_s']:.1f} img/s, ratio {inputs['ratio']:.1f}x "
+                  f"(goal >= {GOALS['input_ratio']:.0f}x)")
         print(f"wrote {args.out}")
-        return 0
-    print(f"input only: TFRecords {inputs['tfrecord_pipeline_img_s']:.0f} img/s, PNG PyDataset "
-          f"{inputs['png_pydataset_img_s']:.1f} img/s, ratio {inputs['ratio']:.1f}x "
-          f"(goal >= {GOALS['input_ratio']:.0f}x); wrote {args.out}")
-    return 0
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

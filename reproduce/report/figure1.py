@@ -1,7 +1,7 @@
 """Figure 1 of Mo & Cai (2019): ROC curves of the 14 classes, one panel per Table I run.
 
 Caption of Figure 1: "(a) to (c): ... weighted cross entropy loss. VGG16, ResNet50, DenseNet121.
-(d) ... with our proposed loss, using pre-trained DenseNet121." Called by `reproduce.report`;
+(d) ... with our proposed loss, using pre-trained DenseNet121." Called by `reproduce.report.cli`;
 matplotlib (Agg backend, no display) is imported here only.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from data_prep.schema import CLASSES  # noqa: E402
 from reproduce import metrics  # noqa: E402
-from reproduce.report import SYNTHETIC_NOTE  # noqa: E402
+from reproduce.report.predictions import SYNTHETIC_NOTE, arrays  # noqa: E402
 
 # Figure 1's panels in caption order: (key, panel title).
 PANELS = (
@@ -71,9 +71,7 @@ def figure1(curves_by_key: dict[str, dict], title: str):
 
 def write_figure1(aligned: dict[str, pd.DataFrame], out: Path, synthetic: bool, split: str) -> list[Path]:
     """ROC curves from each run's predictions → out/figure1.png (150 dpi) and out/figure1.pdf."""
-    label_cols = [f"label_{c}" for c in CLASSES]
-    score_cols = [f"score_{c}" for c in CLASSES]
-    curves = {key: metrics.roc_curve_per_class(df[label_cols].to_numpy(), df[score_cols].to_numpy(), CLASSES)
+    curves = {key: metrics.roc_curve_per_class(*arrays(df), CLASSES)
               for key, df in aligned.items() if key in dict(PANELS)}
     n = len(next(iter(aligned.values())))
     data = SYNTHETIC_NOTE if synthetic else "ChestX-ray14"

@@ -1,4 +1,4 @@
-"""Do predicted scores reproduce the relations between labels? (issue 5, part 4)
+"""Do predicted scores reproduce the relations between labels? (the Eq. (2) study)
 
 The paper claims the entropy weighting loss "digs relations between labels" (Abstract, §V) but
 gives no measurement. Our choice of measurement: the Pearson correlation between the

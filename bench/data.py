@@ -1,6 +1,6 @@
 """`make bench-data`: how fast data_prep.build turns ChestX-ray14 PNGs into 224² TFRecords.
 
-    python -m data_prep.bench --data-dir DIR --out results/bench/data_prep.json [--images N] [--size 224]
+    python -m bench.data --data-dir DIR --out results/bench/data_prep.json [--images N] [--size 224]
 
 On the images of DIR (NIH layout; 1024² PNGs for ChestX-ray14, §IV.A) it measures, in one run:
 the build with 1 and 2 workers against a naive single-process PIL open/convert/resize loop over
@@ -10,7 +10,6 @@ default --encoding). Prints the ratios and writes the JSON. Runtime: about 1 s p
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import multiprocessing
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import images, shards
+from data_prep import cli, images, shards
 from data_prep.build import build_dataset, find_label_file, index_images
 
 READ_RECORDS = 4096  # our choice: enough records per read timing to dwarf tf.data start-up
@@ -166,23 +165,18 @@ def run_bench(data_dir: Path, n: int, size: int, tmp: Path) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser():
+    parser = cli.make_parser("bench.data", __doc__)
     parser.add_argument("--data-dir", required=True, help="NIH layout: label CSV + images/")
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--images", type=int, default=0, help="first N labelled images (0 = all)")
     parser.add_argument("--size", type=int, default=224, help='§IV.B "downscaled the images to 224×224"')
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
-        try:
-            result = run_bench(Path(args.data_dir), args.images, args.size, Path(tmp))
-        except ValueError as err:  # ImageError, LabelFileError, SplitError: one line
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return parser
+
+
+def print_summary(result: dict, size: int) -> None:
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result["stage_ms_per_image"].items())
-    print(f"{result['images']} images {result['input_shape']} -> {args.size}²")
+    print(f"{result['images']} images {result['input_shape']} -> {size}²")
     print(f"build 1 worker {result['build_1_worker']['images_per_s']:.1f} img/s vs naive PIL "
           f"{result['naive_pil']['images_per_s']:.1f} img/s: {result['speedup_1_worker_vs_naive']:.2f}× "
           f"end to end, {result['speedup_1_worker_vs_naive_steady'] or float('nan'):.2f}× between "
@@ -195,8 +189,20 @@ def main(argv=None) -> int:
     print(f"tf.data read raw {result['read']['raw']['images_per_s']:.0f} img/s, png "
           f"{result['read']['png']['images_per_s']:.0f} img/s: "
           f"raw/png {result['read']['raw_over_png']:.2f}×")
-    print(f"wrote {args.out}")
-    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body():
+        with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+            result = run_bench(Path(args.data_dir), args.images, args.size, Path(tmp))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print_summary(result, args.size)
+        print(f"wrote {args.out}")
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

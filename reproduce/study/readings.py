@@ -1,10 +1,10 @@
-"""Plausible readings of Eq. (2) (issue 5). None is a default: "ewl" stays the literal paper loss.
+"""Plausible readings of Eq. (2). None is a default: "ewl" stays the literal paper loss.
 
 Eq. (2) as printed, L = −Σ_i l_i·p_i·log p_i with p = softmax(z), LOWERS a true class's
 probability whenever it is below 1/e (docs/entropy_weighting_loss.md derives
 ∂L/∂z_k = −Σ_i l_i (1 + log p_i) p_i (δ_ik − p_k)); a 14-way softmax starts near 1/14 < 1/e.
-The readings below are what the authors may have meant; each registers itself with
-`reproduce.losses.register_loss` under the name given, with the head activation it needs:
+The readings below are what the authors may have meant; `LOSSES` gives each one's name and the
+head activation it needs (`reproduce.loss_registry` registers them):
 
 | name          | head    | per image                                                      |
 | ------------- | ------- | -------------------------------------------------------------- |
@@ -13,19 +13,16 @@ The readings below are what the authors may have meant; each registers itself wi
 | `wce_ewl`     | sigmoid | Eq. (1) weighted CE + λ·Eq. (2) on softmax of the same logits   |
 | `ewl_sigmoid` | sigmoid | Eq. (2) as printed, on the sigmoid head of the Eq. (1) model    |
 
-The NumPy half of this module (`softmax`, `ewl_term`, `ewl_logit_gradient`, `toy_experiment`)
-is the analysis the doc and tests/test_ewl_gradient.py check against autodiff.
+The NumPy analysis of Eq. (2) that docs/entropy_weighting_loss.md derives is in `eq2_analysis.py`.
 """
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 from reproduce import losses
 from reproduce.losses import ProbabilityLoss
 
-READINGS = ("ewl_neg", "softmax_ce", "wce_ewl", "ewl_sigmoid")
 WCE_EWL_LAMBDA = 1.0  # our choice: the plain sum; the paper gives no weight, and tuning λ on
 #                       the synthetic test set would be selection on the test set.
 
@@ -82,7 +79,7 @@ class WeightedCEPlusEntropyWeighting(keras.losses.Loss):
     whose outputs are the scores (as for wce). Eq. (2) needs a softmax, so it is applied to the
     same logits, recovered from the sigmoid output as z = log p − log(1−p) (p clipped to
     [ε, 1−ε]); softmax(z) is then exactly the softmax head the paper describes. λ: WCE_EWL_LAMBDA.
-    `wce` is the package's WeightedBinaryCrossentropy (built by `losses.build_loss`).
+    `wce` is the package's WeightedBinaryCrossentropy (`losses.wce_from_config`).
     """
 
     def __init__(self, wce, ewl_weight=WCE_EWL_LAMBDA, epsilon=1e-7,
@@ -109,10 +106,10 @@ class WeightedCEPlusEntropyWeighting(keras.losses.Loss):
                 "ewl_weight": self.ewl_weight, "epsilon": self.epsilon}
 
 
-# --- registration (losses.py imports this module lazily) -----------------------------------------
+# --- registration (reproduce.loss_registry adds these names) --------------------------------------
 def _wce_ewl(config, manifest):
-    wce = losses.build_loss(config.override(loss="wce"), manifest)
-    return WeightedCEPlusEntropyWeighting(wce, WCE_EWL_LAMBDA, epsilon=config.epsilon)
+    return WeightedCEPlusEntropyWeighting(losses.wce_from_config(config, manifest), WCE_EWL_LAMBDA,
+                                          epsilon=config.epsilon)
 
 
 def _ewl_sigmoid(config, manifest):
@@ -123,69 +120,11 @@ def _ewl_sigmoid(config, manifest):
     return losses.EntropyWeightingLoss(epsilon=config.epsilon)
 
 
-losses.register_loss("ewl_neg", lambda c, m: NegatedEntropyWeightingLoss(c.epsilon), "softmax")
-losses.register_loss("softmax_ce", lambda c, m: NormalizedSoftmaxCrossentropy(c.epsilon), "softmax")
-losses.register_loss("wce_ewl", _wce_ewl, "sigmoid")
-losses.register_loss("ewl_sigmoid", _ewl_sigmoid, "sigmoid")
-
-
-# --- NumPy analysis of Eq. (2) -------------------------------------------------------------------
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def ewl_term(p: np.ndarray) -> np.ndarray:
-    """One positive class's Eq. (2) term, −p·log p (0 at p = 0 and 1, maximal 1/e at p = 1/e)."""
-    p = np.asarray(p, dtype=np.float64)
-    return -p * np.log(np.where(p > 0, p, 1.0))
-
-
-def ewl_logit_gradient(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """∂L/∂z_k = −Σ_i l_i (1 + log p_i) p_i (δ_ik − p_k) per image, L = Eq. (2), p = softmax(z)."""
-    p = softmax(np.asarray(logits, dtype=np.float64))
-    g = np.asarray(labels, dtype=np.float64) * (1.0 + np.log(p)) * p  # g_i = l_i (1+log p_i) p_i
-    return -(g - p * g.sum(axis=-1, keepdims=True))
-
-
-def _logit_gradient(loss: str, labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    if loss == "ewl":
-        return ewl_logit_gradient(labels, logits)
-    if loss == "ewl_neg":
-        return -ewl_logit_gradient(labels, logits)
-    if loss == "softmax_ce":  # ∂/∂z of −Σ t log softmax(z) = p·Σt − t
-        t = labels / np.maximum(labels.sum(axis=-1, keepdims=True), 1.0)
-        return softmax(logits) * t.sum(axis=-1, keepdims=True) - t
-    raise ValueError(f"toy experiment supports ewl, ewl_neg, softmax_ce; got {loss!r}")
-
-
-def toy_labels(rng, n: int, classes: int = 14) -> np.ndarray:
-    """Multi-hot rows with 0/1/2 findings in ChestX-ray14's proportions (54/28/18%, real file)."""
-    y = np.zeros((n, classes))
-    k = rng.choice(3, size=n, p=(0.54, 0.28, 0.18))
-    for row, count in enumerate(k):
-        y[row, rng.choice(classes, size=count, replace=False)] = 1.0
-    return y
-
-
-def toy_experiment(loss: str, seed: int = 0, n: int = 2000, dim: int = 32,
-                   steps: int = 300, lr: float = 1.0) -> dict:
-    """A linear softmax model trained by full-batch gradient descent from zero weights (so every
-    p starts at exactly 1/14) on linearly separable data x = M·l + noise; scored on fresh data.
-    Returns mean test AUC and the mean probability of the true classes on the test set."""
-    from reproduce.metrics import mean_auc, roc_auc_per_class
-
-    rng = np.random.default_rng(seed)
-    mixing = rng.normal(size=(14, dim))
-    y_train, y_test = toy_labels(rng, n), toy_labels(rng, n)
-    x_train = y_train @ mixing + 0.5 * rng.normal(size=(n, dim))
-    x_test = y_test @ mixing + 0.5 * rng.normal(size=(n, dim))
-    weights, bias = np.zeros((dim, 14)), np.zeros(14)
-    for _ in range(steps):
-        grad = _logit_gradient(loss, y_train, x_train @ weights + bias) / n
-        weights -= lr * x_train.T @ grad
-        bias -= lr * grad.sum(axis=0)
-    p = softmax(x_test @ weights + bias)
-    aucs = roc_auc_per_class(y_test, p, [f"c{j}" for j in range(14)])
-    return {"loss": loss, "mean_auc": mean_auc(aucs), "min_auc": min(aucs.values()),
-            "max_auc": max(aucs.values()), "mean_true_p": float(p[y_test == 1].mean())}
+# name -> (factory(config, manifest), head activation), as in reproduce.loss_registry.
+LOSSES = {
+    "ewl_neg": (lambda c, m: NegatedEntropyWeightingLoss(c.epsilon), "softmax"),
+    "softmax_ce": (lambda c, m: NormalizedSoftmaxCrossentropy(c.epsilon), "softmax"),
+    "wce_ewl": (_wce_ewl, "sigmoid"),
+    "ewl_sigmoid": (_ewl_sigmoid, "sigmoid"),
+}
+READINGS = tuple(LOSSES)

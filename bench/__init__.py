@@ -1,0 +1,3 @@
+"""Benchmarks, outside the installed packages: `python -m bench.data` (make bench-data),
+`python -m bench.train` (make bench-train), `bench/gpu.sh` (make bench-gpu). Each writes its last
+numbers to results/bench/; the README's benchmark table is generated from those files."""

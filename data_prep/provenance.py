@@ -1,0 +1,76 @@
+"""Where a file came from: the code version and library versions, and paths kept portable.
+
+Recorded in every manifest.json (data_prep.build), run config.json (reproduce.train) and
+report_config.json (reproduce.report), so every number traces to the code that made it.
+
+Code version (our choice of what "version" means): the newest git commit that changed the CODE
+(`CODE_PATHS`), and whether the code differs from it now. Results committed after they were made
+(results/demo/) do not change it, so regenerating them at the same code writes the same bytes.
+Outside a git checkout: the installed package version. Library versions come from the installed
+distributions' metadata, so asking costs no TensorFlow import (report stays TensorFlow-free).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CODE_PATHS = ("data_prep", "reproduce", "bench", "setup.cfg", "pyproject.toml", "Makefile")
+LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn")
+DISTRIBUTION = "mo-cai-2019-reproduction"  # setup.cfg [metadata] name
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict:
+    """{"git_commit": sha, "git_dirty": bool} in a checkout, else {"package_version": v}."""
+    commit = _git("log", "-1", "--format=%H", "--", *CODE_PATHS)
+    if commit:
+        status = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+        return {"git_commit": commit, "git_dirty": bool(status)}
+    try:
+        return {"package_version": importlib.metadata.version(DISTRIBUTION)}
+    except importlib.metadata.PackageNotFoundError:
+        return {"package_version": "unknown"}
+
+
+def library_versions(names=LIBRARIES) -> dict:
+    """{distribution: version or None} from the installed packages' metadata."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def provenance() -> dict:
+    """The block written into manifests, run configs and report configs."""
+    return {"code": code_version(), "python": platform.python_version(),
+            "libraries": library_versions()}
+
+
+def portable_path(path) -> str:
+    """A path as the user gave it, except that an absolute path inside the project is stored
+    relative to the project, so no committed file carries this machine's folder names."""
+    text = os.fspath(path)
+    absolute = Path(text)
+    if absolute.is_absolute():
+        try:
+            return absolute.resolve().relative_to(PROJECT_ROOT).as_posix()
+        except ValueError:
+            return text
+    return text

@@ -1,0 +1,122 @@
+"""Table I and Figure 1 of Mo & Cai (2019) from prediction CSVs.
+
+    python -m reproduce.report {table1,figure1,all} --runs KEY=RUN [KEY=RUN ...] --out DIR
+                               [--split test] [--synthetic] [--n-resamples 1000] [--seed 0]
+
+Reads only RUN/predictions_<split>.csv and RUN/config.json of each run (never TensorFlow).
+KEY is one of Table I's own columns (vgg16_wce, resnet50_wce, densenet121_wce, densenet121_ewl)
+or any other lower-case name (an ablation run: a column in table1.csv, no paper value, no panel).
+Writes DIR/table1.csv (layout of the paper's Table I), DIR/table1_comparison.csv, DIR/table1.md,
+DIR/figure1.png/.pdf, DIR/configs/KEY.json and DIR/report_config.json; with --synthetic,
+DIR/DATA_SOURCE.md says so, so no file there can be mistaken for a real-data result.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from data_prep import cli
+from data_prep.checksums import sha256_file
+from data_prep.provenance import portable_path, provenance
+from reproduce import metrics
+from reproduce.report import table1
+from reproduce.report.predictions import (KEY_RE, PAPER_KEYS, ReportError, align_runs,
+                                          predictions_path, read_predictions, read_run_config)
+
+
+def parse_runs(items: list[str]) -> dict[str, Path]:
+    """`KEY=RUN` strings → {key: run dir}, Table I's keys in the paper's order; bad or repeated keys fail."""
+    runs: dict[str, Path] = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep or not path or not KEY_RE.match(key):
+            raise ReportError(f"--runs {item!r}: expected KEY=RUN with KEY like {PAPER_KEYS[0]}")
+        if key in runs:
+            raise ReportError(f"--runs: key {key!r} given twice")
+        runs[key] = Path(path)
+    # Table I's column order for the paper's runs, then any ablation runs in the order given.
+    order = [k for k in PAPER_KEYS if k in runs] + [k for k in runs if k not in PAPER_KEYS]
+    return {k: runs[k] for k in order}
+
+
+def build_parser():
+    p = cli.make_parser("reproduce.report", __doc__)
+    p.add_argument("what", choices=("table1", "figure1", "all"), help="which output to write")
+    p.add_argument("--runs", action="extend", nargs="+", required=True, metavar="KEY=RUN",
+                   help=f"run folders, several after one --runs or one per --runs; KEY in "
+                        f"{', '.join(PAPER_KEYS)} or an ablation name")
+    p.add_argument("--out", required=True, type=Path, help="folder for the tables and figures")
+    p.add_argument("--split", default="test", help="which predictions_<split>.csv to read")
+    p.add_argument("--synthetic", action="store_true", help="runs used the phantom: say so everywhere")
+    p.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples (our choice)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (our choice)")
+    p.add_argument("--paper-table", type=Path,
+                   help="another transcription of the paper's Table I (default: the package's)")
+    return p
+
+
+def run_report(args) -> None:
+    runs = parse_runs(args.runs)
+    if args.n_resamples < 1:
+        raise ReportError("--n-resamples must be >= 1")
+    paper = table1.read_paper_table(args.paper_table)
+    for run in runs.values():
+        read_run_config(run, args.synthetic)
+    frames = {k: read_predictions(run, args.split) for k, run in runs.items()}
+    aligned = align_runs(frames, runs, args.split)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "configs").mkdir(exist_ok=True)
+    for key, run in runs.items():
+        shutil.copyfile(run / "config.json", args.out / "configs" / f"{key}.json")
+    n_images = len(next(iter(aligned.values())))
+    if args.what in ("table1", "all"):
+        results = table1.evaluate_runs(aligned, args.n_resamples, args.seed)
+        print(table1.write_table1(results, paper, args.out, args.synthetic, args.split))
+    if args.what in ("figure1", "all"):
+        from reproduce.report import figure1  # matplotlib only when a figure is asked for
+
+        for path in figure1.write_figure1(aligned, args.out, args.synthetic, args.split):
+            print(f"wrote {path}")
+    record = {
+        "command": args.what, "argv": [_portable_arg(a) for a in args.argv],
+        "runs": {k: portable_path(v) for k, v in runs.items()},
+        "out": portable_path(args.out), "split": args.split, "synthetic": args.synthetic,
+        "n_resamples": args.n_resamples, "seed": args.seed, "alpha": 0.05,
+        "paper_table": portable_path(args.paper_table) if args.paper_table else
+        f"reproduce/report/{table1.PAPER_TABLE}", "n_images": n_images,
+        "predictions_sha256": {k: sha256_file(predictions_path(r, args.split)) for k, r in runs.items()},
+        "run_configs": {k: f"configs/{k}.json" for k in runs}, "provenance": provenance(),
+    }
+    write_report_config(args.out / "report_config.json", args.what, record)
+
+
+def _portable_arg(arg: str) -> str:
+    key, sep, value = arg.partition("=")
+    return f"{key}={portable_path(value)}" if sep and not arg.startswith("-") else portable_path(arg)
+
+
+def write_report_config(path: Path, what: str, record: dict) -> None:
+    """{"table1": args, "figure1": args}: `make table1` then `make figure1` into one DIR keep both."""
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        saved = {}
+    saved = {k: v for k, v in saved.items() if k in ("table1", "figure1")} if isinstance(saved, dict) else {}
+    for output in (("table1", "figure1") if what == "all" else (what,)):
+        saved[output] = record
+    path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in report_config.json
+
+    def body():
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", metrics.DegenerateClassWarning)
+            run_report(args)
+
+    return cli.run(body)

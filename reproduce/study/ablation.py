@@ -1,0 +1,201 @@
+"""Ablation of Eq. (2): the literal loss, weighted CE and each of its readings, same model.
+
+    python -m reproduce.ablation --data SHARDS --runs RUNS --labels LABELFILE --out OUT
+                                 [--readings R ...] [--preset demo] [--model densenet121]
+    (`make ablation`: demo preset, DenseNet121 on the synthetic set.)
+
+For each loss — "wce" (Eq. (1)), "ewl" (Eq. (2) as printed) and every reading of
+`reproduce.study.readings` — RUNS/<model>_<loss> is trained and evaluated on the test split,
+unless its predictions_test.csv already exists (`make demo` leaves wce and ewl there). Writes
+OUT/ablation.csv (one row per loss: mean AUC with its patient-bootstrap 95% CI, per-class AUC,
+per-class DeLong p vs weighted CE, classes significantly better/worse), OUT/label_relations.csv
+and .png (`reproduce.study.relations` against the REAL label file) and OUT/ewl_term.png.
+`--figure-only` writes just ewl_term.png (docs/figures/ewl_term.png is made that way).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_prep import cli
+from data_prep.schema import CLASSES
+from reproduce import metrics
+from reproduce.report.predictions import align_runs, arrays, read_predictions
+from reproduce.study import relations
+from reproduce.study.plots import plot_ewl_term, plot_relations
+from reproduce.study.readings import READINGS
+
+BASELINE, LITERAL = "wce", "ewl"
+ALPHA = 0.05  # our choice: two-sided DeLong p < 0.05 per class, no multiplicity correction
+#               (14 tests; the counts are descriptive, the p values are all in the CSV)
+READING_TEXT = {
+    "wce": "Eq. (1) weighted CE, sigmoid head (baseline)",
+    "ewl": "Eq. (2) as printed, softmax head (the paper's proposed loss)",
+    "ewl_neg": "Eq. (2) sign flipped: minimise sum l p log p, softmax head",
+    "softmax_ce": "softmax CE, multi-hot targets normalised to sum 1, softmax head",
+    "wce_ewl": "Eq. (1) + 1.0 * Eq. (2) on softmax of the same logits, sigmoid head",
+    "ewl_sigmoid": "Eq. (2) as printed on a sigmoid head",
+}
+
+
+class AblationError(ValueError):
+    """Bad input to the ablation: a run that is not what its folder name says, mismatched sets."""
+
+
+# --- runs ----------------------------------------------------------------------------------------
+def ensure_predictions(config, data_dir: Path, run_dir: Path, preset_name=None) -> Path:
+    """Train and evaluate the run unless RUN/predictions_test.csv exists (and matches `config`)."""
+    pred = run_dir / "predictions_test.csv"
+    saved = run_dir / "config.json"
+    if pred.is_file():
+        if saved.is_file():  # every Config field must match: a paper-preset run is not a demo one
+            old = json.loads(saved.read_text())
+            diff = [f"{k} is {old.get(k)!r}, expected {v!r}" for k, v in config.to_dict().items()
+                    if k in old and old[k] != v]
+            if diff:
+                raise AblationError(f"{saved}: not this ablation's run ({'; '.join(diff[:3])}); "
+                                    "delete the run folder to retrain it")
+        return pred
+    import keras
+
+    from reproduce.evaluate import evaluate_run
+    from reproduce.train import train
+
+    print(f"[ablation] training {run_dir.name} ({config.loss}) ...", flush=True)
+    train(config, data_dir, run_dir, preset_name=preset_name)
+    result = Path(evaluate_run(run_dir, data_dir, split="test"))
+    keras.backend.clear_session()  # the next run starts from a fresh graph and fresh memory
+    return result if result.is_file() else pred
+
+
+def checkpoint_of(run_dir: Path) -> str:
+    """Which checkpoint the predictions came from (RUN/metrics_test.json), "" if unknown.
+
+    It matters here: the default "best" (best validation mean AUC) can pick an early epoch of a
+    loss whose training drives the AUC down, e.g. the literal Eq. (2)."""
+    path = run_dir / "metrics_test.json"
+    return str(json.loads(path.read_text()).get("checkpoint", "")) if path.is_file() else ""
+
+
+def ablation_row(loss: str, df: pd.DataFrame, base: pd.DataFrame, n_resamples: int, seed: int) -> dict:
+    y, scores = arrays(df)
+    boot = metrics.bootstrap_auc_ci(y, scores, df["patient_id"].to_numpy(), list(CLASSES),
+                                    n_resamples=n_resamples, seed=seed)
+    row = {"loss": loss, "reading": READING_TEXT.get(loss, loss), "mean_auc": boot["mean"]["auc"],
+           "mean_ci_low": boot["mean"]["ci_low"], "mean_ci_high": boot["mean"]["ci_high"]}
+    row.update({f"auc_{c}": boot["per_class"][c]["auc"] for c in CLASSES})
+    if loss == BASELINE:
+        tests = {c: {"p_value": float("nan"), "difference": 0.0} for c in CLASSES}
+    else:
+        tests = metrics.delong_per_class(y, scores, arrays(base)[1], list(CLASSES))
+    row.update({f"p_{c}": tests[c]["p_value"] for c in CLASSES})
+    significant = [tests[c] for c in CLASSES if tests[c]["p_value"] < ALPHA]
+    row["n_better"] = sum(t["difference"] > 0 for t in significant)
+    row["n_worse"] = sum(t["difference"] < 0 for t in significant)
+    row["n_auc_below_half"] = sum(boot["per_class"][c]["auc"] < 0.5 for c in CLASSES)
+    return row
+
+
+def relation_rows(frames: dict[str, pd.DataFrame], label_phi: np.ndarray) -> tuple[list, dict]:
+    """One agreement number per loss (vs the REAL label file), and the score matrices."""
+    test_y, _ = arrays(frames[BASELINE])
+    test_phi = relations.phi_matrix(test_y)
+    rows = [{"loss": "test labels (reference)",
+             "agreement_with_real_labels": relations.relation_agreement(test_phi, label_phi),
+             "agreement_with_test_labels": 1.0}]
+    matrices = {}
+    for loss, df in frames.items():
+        corr = relations.column_correlation(arrays(df)[1])
+        matrices[loss] = corr
+        rows.append({"loss": loss,
+                     "agreement_with_real_labels": relations.relation_agreement(corr, label_phi),
+                     "agreement_with_test_labels": relations.relation_agreement(corr, test_phi)})
+    return rows, matrices
+
+
+def build_parser():
+    from reproduce.config import MODELS, PRESETS
+
+    ap = cli.make_parser("reproduce.ablation", __doc__)
+    ap.add_argument("--data", type=Path, help="TFRecord folder (data_prep.build output)")
+    ap.add_argument("--runs", type=Path, help="folder of run folders <model>_<loss>")
+    ap.add_argument("--labels", type=Path, help="the REAL Data_Entry_2017*.csv(.gz) (label relations)")
+    ap.add_argument("--out", type=Path, required=True, help="folder for the tables and figures")
+    ap.add_argument("--readings", action="extend", nargs="+", choices=READINGS, metavar="READING",
+                    help=f"readings of Eq. (2) to train beside wce and ewl, several after one "
+                         f"--readings or one per --readings; any of {', '.join(READINGS)} "
+                         "(default: all)")
+    ap.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="training preset")
+    ap.add_argument("--model", default="densenet121", choices=MODELS, help="backbone of every run")
+    ap.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument("--real", action="store_true", help="--data holds real NIH images, not the phantom")
+    ap.add_argument("--figure-only", action="store_true", help="write OUT/ewl_term.png and stop")
+    return ap
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.figure_only and not (args.data and args.runs and args.labels):
+        parser.error("--data, --runs and --labels are required (unless --figure-only)")
+    args.readings = args.readings or list(READINGS)
+    return args
+
+
+def run_ablation(args) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from data_prep.labels import label_matrix, read_label_file
+    from reproduce.config import preset
+
+    label_phi = relations.phi_matrix(label_matrix(read_label_file(args.labels)))
+    base_config = preset(args.preset).override(model=args.model)
+    frames, run_dirs = {}, {}
+    for loss in [BASELINE, LITERAL] + [r for r in args.readings if r not in (BASELINE, LITERAL)]:
+        run_dirs[loss] = args.runs / f"{args.model}_{loss}"
+        ensure_predictions(base_config.override(loss=loss), args.data, run_dirs[loss], args.preset)
+        frames[loss] = read_predictions(run_dirs[loss], "test")
+    # The same checks as Table I: one image set, same labels and patients, baseline first.
+    frames = align_runs(frames, run_dirs, "test")
+    note = "REAL ChestX-ray14" if args.real else "SYNTHETIC set (phantom), not NIH images"
+    table = pd.DataFrame([ablation_row(loss, df, frames[BASELINE], args.n_resamples, args.seed)
+                          for loss, df in frames.items()])
+    table.insert(2, "checkpoint", [checkpoint_of(args.runs / f"{args.model}_{loss}") for loss in frames])
+    rows, matrices = relation_rows(frames, label_phi)
+    relation_table = pd.DataFrame(rows)
+    for df in (table, relation_table):
+        df.insert(1, "data", note)
+        df.insert(2, "model", args.model)
+        df.insert(3, "preset", args.preset)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "ablation.csv", index=False, float_format="%.6g")
+    relation_table.to_csv(args.out / "label_relations.csv", index=False, float_format="%.6g")
+    plot_relations(label_phi, matrices, rows, args.out / "label_relations.png", note)
+    plot_ewl_term(args.out / "ewl_term.png")
+    return table, relation_table
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def body():
+        args.out.mkdir(parents=True, exist_ok=True)
+        if args.figure_only:
+            plot_ewl_term(args.out / "ewl_term.png")
+            print(f"wrote {args.out / 'ewl_term.png'}")
+            return
+        table, relation_table = run_ablation(args)
+        shown = table[["loss", "mean_auc", "mean_ci_low", "mean_ci_high", "n_better", "n_worse",
+                       "n_auc_below_half"]]
+        agreement = relation_table[["loss", "agreement_with_real_labels"]]
+        print(shown.merge(agreement, on="loss").to_string(index=False))
+        print(f"wrote {args.out / 'ablation.csv'}, label_relations.csv/.png, ewl_term.png")
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The tree keeps its shape: every module is in docs/architecture.md, no import cycle, and no
+import against the one-way flow (data_prep → reproduce → reproduce.report; benchmarks outside).
+
+Imports are read from the source with `ast` (nothing is imported), so these tests take a second."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("data_prep", "reproduce", "bench")
+# Modules that must never import TensorFlow or Keras at load time, directly or through others:
+# report and metrics run where no model and no GPU exist (README: report never needs a model).
+TF_FREE = ("reproduce.report", "reproduce.metrics", "reproduce.study.relations", "data_prep.cli",
+           "data_prep.provenance", "data_prep.labels", "data_prep.split")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def imports(path: Path, top_level_only: bool) -> set[str]:
+    """Project modules (and tensorflow/keras) that `path` imports; `top_level_only`: not the
+    imports inside functions (deferred on purpose, e.g. data_prep.schema's TensorFlow)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def graph(top_level_only: bool) -> dict[str, set[str]]:
+    known = modules()
+    edges = {}
+    for name, path in known.items():
+        targets = {t for t in imports(path, top_level_only) if t in known and t != name}
+        externals = {t.split(".")[0] for t in imports(path, top_level_only)} & {"tensorflow", "keras"}
+        edges[name] = targets | externals
+    return edges
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def reachable(edges, start) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_even_through_deferred_imports():
+    assert find_cycle(graph(top_level_only=False)) is None
+
+
+def test_every_module_is_in_the_architecture_doc():
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [f"{path.relative_to(ROOT)}" for name, path in modules().items()
+               if path.name not in ("__init__.py", "__main__.py")
+               and str(path.relative_to(ROOT)) not in doc and f"`{name}`" not in doc]
+    assert not missing, f"docs/architecture.md does not mention: {missing}"
+
+
+@pytest.mark.parametrize("package, forbidden", [("data_prep", ("reproduce", "bench")),
+                                                ("reproduce", ("bench",))])
+def test_imports_follow_the_flow(package, forbidden):
+    bad = [(name, t) for name, targets in graph(top_level_only=False).items()
+           if name.split(".")[0] == package for t in targets if t.split(".")[0] in forbidden]
+    assert not bad
+
+
+def test_report_side_never_loads_tensorflow():
+    edges = graph(top_level_only=True)
+    for name in edges:
+        if name.startswith(TF_FREE):
+            heavy = reachable(edges, name) & {"tensorflow", "keras"}
+            assert not heavy, f"{name} imports {heavy} at load time"
