@@ -95,12 +95,6 @@ def _plan_record(tasks, size, encoding, split, seed, images_per_shard) -> dict:
             "shards": {t.name: [item[0] for item in t.items] for t in tasks}}
 
 
-def _progress_bar(total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="images", file=sys.stderr)
-
-
 def build_dataset(data_dir, out, split="paper", size=224, workers=1, seed=0, skip_bad=False,
                   encoding="raw", lists_dir=None, images_per_shard=DEFAULT_IMAGES_PER_SHARD) -> dict:
     """Build OUT from DIR (see the module docstring) and return the manifest."""
@@ -117,7 +111,7 @@ def build_dataset(data_dir, out, split="paper", size=224, workers=1, seed=0, ski
     tasks = plan_tasks(splits, paths, out, size, encoding, seed, images_per_shard, skip_bad)
     out.mkdir(parents=True, exist_ok=True)
     shards.check_plan(out, _plan_record(tasks, size, encoding, split, seed, images_per_shard))
-    with _progress_bar(sum(len(t.items) for t in tasks)) as bar:
+    with cli.progress(total=sum(len(t.items) for t in tasks), desc="images", unit="img") as bar:
         results = shards.write_shards(tasks, workers, bar.update)
     by_split = {name: [d for t, d in zip(tasks, results) if t.split == name] for name in SPLITS}
     bad = {s["image_index"] for d in results for s in d["skipped"]}

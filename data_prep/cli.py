@@ -9,7 +9,8 @@ import it; it imports nothing of theirs):
 - input and runtime errors exit 1 with exactly one line on stderr, `error: <what>`, naming the file
   (`run`); Ctrl-C exits 130 with one line too;
 - an option that takes several values says so (`KEY=RUN [KEY=RUN ...]`) and accepts both
-  `--opt a b` and `--opt a --opt b` (`action="extend", nargs="+"`).
+  `--opt a b` and `--opt a --opt b` (`action="extend", nargs="+"`);
+- long steps show a progress bar on a terminal, and print nothing extra into a pipe (`progress`).
 """
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ def make_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
     """A parser named `python -m MODULE`, described by the module docstring (`doc`)."""
     return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
                                    formatter_class=DefaultsFormatter)
+
+
+def progress(iterable=None, *, total=None, desc: str, unit: str):
+    """A progress bar on stderr when stderr is a terminal; nothing when it is a pipe or a file, so
+    a log (or a test) holds only the program's own lines and one `error:` line at most."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, disable=None,
+                mininterval=1, dynamic_ncols=True)
 
 
 def one_line(err: BaseException) -> str:

@@ -16,10 +16,24 @@ class DegenerateClassWarning(UserWarning):
     """A class has only one label value in the evaluated set: its AUC is undefined (NaN)."""
 
 
-def roc_auc_per_class(labels: np.ndarray, scores: np.ndarray, class_names) -> dict[str, float]:
-    """Per-class ROC AUC. A class whose labels are all 0 or all 1 gets NaN and a warning, never 0."""
+def check_inputs(labels, scores, where: str = "metrics"):
+    """(labels int64, scores float64) after refusing what would give a silently wrong number:
+    labels other than 0/1 (a −1/+1 coding would count every −1 as a negative and the CI would
+    look fine) and non-finite scores (a NaN would sort as the highest score)."""
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        bad = np.unique(labels[~np.isin(labels, (0, 1))])[:3]
+        raise ValueError(f"{where}: labels must be 0 or 1, found {bad.tolist()}")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{where}: scores must be finite, found {int((~np.isfinite(scores)).sum())} "
+                         "NaN/inf")
+    return labels.astype(np.int64), scores
+
+
+def roc_auc_per_class(labels: np.ndarray, scores: np.ndarray, class_names) -> dict[str, float]:
+    """Per-class ROC AUC. A class whose labels are all 0 or all 1 gets NaN and a warning, never 0."""
+    labels, scores = check_inputs(labels, scores, "roc_auc_per_class")
     if labels.shape != scores.shape or labels.ndim != 2 or labels.shape[1] != len(class_names):
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} must both be [N, {len(class_names)}]")
     result = {}
@@ -46,7 +60,7 @@ def roc_curve_per_class(labels: np.ndarray, scores: np.ndarray, class_names) -> 
     A single-valued class gets NaN AUC, an empty curve and a DegenerateClassWarning."""
     from sklearn.metrics import roc_curve
 
-    aucs = roc_auc_per_class(labels, scores, class_names)
+    aucs = roc_auc_per_class(labels, scores, class_names)  # checks labels and scores
     labels = np.asarray(labels)
     curves = {}
     for j, name in enumerate(class_names):
@@ -102,8 +116,7 @@ def bootstrap_auc_ci(labels, scores, patient_ids, class_names, n_resamples: int 
     the full set is defined in it. Deterministic for a given `seed`.
     Returns {"per_class": {name: {auc, ci_low, ci_high, n_resamples_used}}, "mean": {...},
     "n_resamples", "seed", "alpha", "n_patients", "n_images", "method"}."""
-    labels = np.asarray(labels)
-    scores = np.asarray(scores, dtype=np.float64)
+    labels, scores = check_inputs(labels, scores, "bootstrap_auc_ci")
     point = roc_auc_per_class(labels, scores, class_names)  # validates shapes, warns on degenerate
     patient_ids = np.asarray(patient_ids)
     if patient_ids.shape != (labels.shape[0],):
@@ -182,9 +195,9 @@ def delong_test(labels, scores_a, scores_b) -> dict:
     n_negative}. Single-valued labels → NaN everywhere and a DegenerateClassWarning. Identical
     scores give difference 0, variance 0, z 0, p 1. Fewer than 2 positives or negatives → NaN
     variance (the 1/(m−1) covariance is undefined)."""
-    y = np.asarray(labels).astype(np.int64).ravel()
+    y = check_inputs(labels, scores_a, "delong_test")[0].ravel()
+    b = check_inputs(labels, scores_b, "delong_test")[1].ravel()
     a = np.asarray(scores_a, dtype=np.float64).ravel()
-    b = np.asarray(scores_b, dtype=np.float64).ravel()
     if not (y.shape == a.shape == b.shape):
         raise ValueError(f"labels {y.shape}, scores_a {a.shape}, scores_b {b.shape} must match")
     m, n = int((y == 1).sum()), int((y == 0).sum())
@@ -213,8 +226,8 @@ def delong_test(labels, scores_a, scores_b) -> dict:
 
 def delong_per_class(labels, scores_a, scores_b, class_names) -> dict[str, dict]:
     """`delong_test` for each column; {name: result dict}."""
-    labels = np.asarray(labels)
-    scores_a, scores_b = np.asarray(scores_a), np.asarray(scores_b)
+    labels, scores_a = check_inputs(labels, scores_a, "delong_per_class")
+    scores_b = check_inputs(labels, scores_b, "delong_per_class")[1]
     shape = (labels.shape[0], len(class_names))
     if labels.shape != shape or scores_a.shape != shape or scores_b.shape != shape:
         raise ValueError(f"labels {labels.shape}, scores {scores_a.shape}, {scores_b.shape} must be {shape}")

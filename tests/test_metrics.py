@@ -189,3 +189,24 @@ def test_bootstrap_degenerate_class_nan():
     assert math.isnan(r["per_class"]["C"]["ci_low"]) and r["per_class"]["C"]["n_resamples_used"] == 0
     assert np.isfinite(r["mean"]["ci_low"])
     assert r["n_patients"] == 5
+
+
+BAD_LABELS = LABELS * 2 - 1  # coded −1/+1: every −1 would silently count as a negative
+NAN_SCORES = SCORES.copy()
+NAN_SCORES[0, 0] = np.nan  # a NaN would sort as the highest score
+
+
+@pytest.mark.parametrize("call", [
+    lambda y, s: roc_auc_per_class(y, s, NAMES),
+    lambda y, s: roc_curve_per_class(y, s, NAMES),
+    lambda y, s: bootstrap_auc_ci(y, s, np.arange(6), NAMES, n_resamples=5),
+    lambda y, s: delong_test(y[:, 0], s[:, 0], SCORES[:, 0]),
+    lambda y, s: delong_test(y[:, 0], SCORES[:, 0], s[:, 0]),
+    lambda y, s: delong_per_class(y, s, SCORES, NAMES),
+    lambda y, s: delong_per_class(y, SCORES, s, NAMES),
+], ids=["auc", "curve", "bootstrap", "delong_a", "delong_b", "delong_per_class_a", "delong_per_class_b"])
+def test_every_metric_refuses_non_binary_labels_and_nan_scores(call):
+    with pytest.raises(ValueError, match="labels must be 0 or 1, found \\[-1\\]"):
+        call(BAD_LABELS, SCORES)
+    with pytest.raises(ValueError, match="scores must be finite, found 1 NaN"):
+        call(LABELS, NAN_SCORES)

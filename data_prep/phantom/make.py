@@ -25,7 +25,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from data_prep import cli
 from data_prep.labels import class_counts, read_bbox_file, read_label_file
@@ -76,13 +75,14 @@ def _formats(names, seed):
 
 
 def _render_all(jobs, workers):
-    bar = dict(total=len(jobs), desc="phantom", unit="img", mininterval=1)
+    bar = dict(total=len(jobs), desc="phantom", unit="img")
     if workers <= 1:
-        return [b for job in tqdm(jobs, **bar) for b in _write_one(job)]
+        return [b for job in cli.progress(jobs, **bar) for b in _write_one(job)]
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(workers) as pool:  # spawn: safe beside TF threads
-        return [b for boxes in tqdm(pool.imap(_write_one, jobs, chunksize=8), **bar) for b in boxes]
+        return [b for boxes in cli.progress(pool.imap(_write_one, jobs, chunksize=8), **bar)
+                for b in boxes]
 
 
 def make_phantom(labels_path, out_dir, n_images: int, seed: int, strength: float = DEFAULT_STRENGTH,
