@@ -30,7 +30,7 @@ from data_prep import cli
 from data_prep.build import find_label_file
 from data_prep.labels import label_matrix, read_label_file
 from reproduce.config import demo
-from reproduce.data import make_dataset, to_model_input
+from reproduce.data import training_dataset
 from reproduce.loss_registry import build_loss
 from reproduce.models import build_model
 
@@ -65,6 +65,12 @@ class _StepTimer(keras.callbacks.Callback):
         self.end = time.perf_counter()
 
 
+def _pipeline(data_dir, config, steps: int = 1 << 30):
+    """The training input pipeline as `reproduce.train` builds it, one epoch that repeats the
+    records for as many steps as a benchmark takes."""
+    return training_dataset(data_dir, config.override(epochs=1), steps)
+
+
 def _fit_rate(model, dataset, steps: int, batch_size: int, skip: int = 2) -> float:
     timer = _StepTimer(skip)
     model.fit(dataset, epochs=1, steps_per_epoch=skip + steps, verbose=0, shuffle=False,
@@ -74,7 +80,7 @@ def _fit_rate(model, dataset, steps: int, batch_size: int, skip: int = 2) -> flo
 
 def training_ratio(data_dir, config, steps: int, warmup: int, repeats: int) -> dict:
     """Fit img/s: TFRecord pipeline vs the same steps*batch images as in-memory tensors."""
-    pipeline = make_dataset(data_dir, "train", config, training=True)  # repeats: steps_per_epoch set
+    pipeline = _pipeline(data_dir, config)
     images, labels = [], []
     for x, y in pipeline.take(steps):
         images.append(x.numpy())
@@ -110,8 +116,7 @@ class PngSequence(keras.utils.PyDataset):
         rows = range(index * b, (index + 1) * b)
         gray = [cv2.resize(cv2.imread(str(self.paths[i]), cv2.IMREAD_GRAYSCALE), (s, s),
                            interpolation=cv2.INTER_AREA) for i in rows]
-        x = to_model_input(np.stack(gray)[..., None], self.config.model)
-        return x.numpy(), self.labels[list(rows)]
+        return np.stack(gray)[..., None], self.labels[list(rows)]
 
 
 def _rate(batches, n: int, warmup: int, batch_size: int) -> float:
@@ -125,7 +130,7 @@ def _rate(batches, n: int, warmup: int, batch_size: int) -> float:
 
 
 def input_ratio(data_dir, images_dir, config, n_batches: int, png_batches: int) -> dict:
-    pipeline = make_dataset(data_dir, "train", config, training=True)
+    pipeline = _pipeline(data_dir, config)
     tf_rate = _rate(pipeline, n_batches, 2, config.batch_size)
     df = read_label_file(find_label_file(Path(images_dir)))
     need = (png_batches + 1) * config.batch_size

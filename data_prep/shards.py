@@ -14,6 +14,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import struct
 from pathlib import Path
 
 from data_prep.checksums import sha256_file
@@ -164,8 +165,8 @@ def manifest(size: int, encoding: str, classes, summary: dict, shard_results: di
     images, `shard_results` maps split -> write_shard results in shard order."""
     splits = {}
     for name, part in summary["splits"].items():
-        shards = [{"file": d["file"], "records": d["records"], "sha256": d["sha256"]}
-                  for d in shard_results.get(name, [])]
+        shards = [{"file": d["file"], "records": d["records"], "bytes": d["bytes"],
+                   "sha256": d["sha256"]} for d in shard_results.get(name, [])]
         records = sum(s["records"] for s in shards)
         if records != part["images"]:
             raise ShardError(f"{name}: shards hold {records} records but the split has "
@@ -179,3 +180,45 @@ def manifest(size: int, encoding: str, classes, summary: dict, shard_results: di
         "splits": splits,
         "skipped": sorted(skipped, key=lambda s: s["image_index"]),
     }
+
+
+def count_records(path: str | Path) -> int:
+    """Records in a TFRecord file, read from its framing alone (length, CRC, data, CRC per
+    record; one seek per record, no parsing); a file that ends inside a record is a ShardError."""
+    path = Path(path)
+    size, count, offset = path.stat().st_size, 0, 0
+    with open(path, "rb") as fh:
+        while offset < size:
+            header = fh.read(12)  # uint64 length + uint32 masked CRC of the length
+            if len(header) < 12:
+                raise ShardError(f"{path}: truncated (ends inside record {count + 1}'s header)")
+            (length,) = struct.unpack("<Q", header[:8])
+            offset += 12 + length + 4
+            if offset > size:
+                raise ShardError(f"{path}: truncated (record {count + 1} needs {offset} bytes, "
+                                 f"the file has {size})")
+            fh.seek(offset)
+            count += 1
+    return count
+
+
+def verify_shards(data_dir: str | Path, manifest: dict, splits, checksums: bool = False) -> None:
+    """Check every shard of `splits` against manifest.json before anything reads it: present,
+    its size (manifests from before sizes were recorded: skipped), its record count from the
+    framing, and with `checksums` its SHA-256. Raises ShardError naming the shard."""
+    data_dir = Path(data_dir)
+    for split in splits:
+        for shard in manifest["splits"].get(split, {}).get("shards", []):
+            path = data_dir / shard["file"]
+            if not path.is_file():
+                raise ShardError(f"{path}: shard listed in manifest.json is missing")
+            size = path.stat().st_size
+            if "bytes" in shard and size != shard["bytes"]:
+                raise ShardError(f"{path}: {size} bytes, manifest.json says {shard['bytes']} "
+                                 "(truncated, or a shard of another build)")
+            found = count_records(path)
+            if found != shard["records"]:
+                raise ShardError(f"{path}: {found} records, manifest.json says {shard['records']}")
+            if checksums and sha256_file(path) != shard["sha256"]:
+                raise ShardError(f"{path}: SHA-256 differs from manifest.json (a shard of another "
+                                 "build?)")

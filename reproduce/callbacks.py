@@ -1,7 +1,7 @@
 """The callbacks of `reproduce.train`: validation AUC, checkpoints, history CSV, NaN stop, backup.
 
 Order matters (`train._callbacks`): ValidationAUC first, so every later callback (checkpoints,
-history, TensorBoard, the progress bar) sees `val_loss`, `val_mean_auc` and `val_auc_<Class>`;
+history, TensorBoard, the progress lines) sees `val_loss`, `val_mean_auc` and `val_auc_<Class>`;
 the backup last, so a run killed between the two finds at most one history row too many, which
 `reconcile_history` drops before the epoch is trained again.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -35,7 +36,15 @@ class NonFiniteLoss(RuntimeError):
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Raise (not just stop) on a NaN/inf loss: `stop_training` would still run on_epoch_end, and
-    the checkpoint and history callbacks would then save the broken weights over the good ones."""
+    the checkpoint and history callbacks would then save the broken weights over the good ones.
+
+    `async_safe`: Keras then runs batch-end callbacks in a worker thread, so reading the loss
+    never makes the training loop wait for the device. The logged loss is the epoch's running
+    mean, so a NaN at any step stays visible; it is seen at the end of its execution chunk
+    (config.steps_per_execution steps), and the error reaches fit at the next chunk or at the
+    epoch's end, before any checkpoint of that epoch is written."""
+
+    async_safe = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch + 1
@@ -44,6 +53,13 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         value = float(np.asarray((logs or {}).get("loss", 0.0)))
         if not np.isfinite(value):
             raise NonFiniteLoss(self._epoch, batch + 1, value)
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard, per epoch only (its default update_freq): marked async-safe so that its
+    (then idle) batch hook does not make every training step wait for the device."""
+
+    async_safe = True
 
 
 def auc_logs(labels, scores, prefix="val_") -> dict:
@@ -58,16 +74,18 @@ def auc_logs(labels, scores, prefix="val_") -> dict:
 class ValidationAUC(keras.callbacks.Callback):
     """Predict the validation split after each epoch; add val_loss and the §IV.C AUCs to logs.
 
-    One pass gives both: val_loss is the batch-size-weighted mean of the training loss over
-    batches of `batch_size` validation images (no flip), as Keras' own val_loss would be."""
+    `forward(images) -> scores` is a compiled predict function (evaluate.compiled_forward) on
+    config.val_batch_size images at a time, the same under every strategy. One pass gives both:
+    val_loss is the batch-size-weighted mean of the training loss over batches of `batch_size`
+    validation images (no flip), as Keras' own val_loss would be."""
 
-    def __init__(self, dataset_fn, loss_fn, forward_fn, batch_size: int):
+    def __init__(self, dataset, loss_fn, forward, batch_size: int):
         super().__init__()
-        self.dataset_fn, self.loss_fn, self.forward_fn = dataset_fn, loss_fn, forward_fn
+        self.dataset, self.loss_fn, self.forward = dataset, loss_fn, forward
         self.batch_size = batch_size
 
     def on_epoch_end(self, epoch, logs=None):
-        labels, scores, _, _ = predict_split(self.dataset_fn(), lambda x: self.forward_fn(self.model, x))
+        labels, scores, _, _ = predict_split(self.dataset, self.forward)
         starts = range(0, len(labels), self.batch_size)
         losses = [float(self.loss_fn(labels[i:i + self.batch_size], scores[i:i + self.batch_size]))
                   for i in starts]
@@ -151,7 +169,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     two leaves weights of one epoch with the number of another. Here each epoch's weights get
     their own file, and a small JSON naming the file and the epoch is replaced atomically
     afterwards; older weight files are removed only then. `writer=False` (a non-chief worker)
-    restores from the chief's backup but writes nothing."""
+    restores from the chief's backup but writes nothing. What a continuing run needs is all
+    here: weights, the optimizer's state and iteration count (save_weights), the epoch; the
+    data of every later epoch depends on (seed, epoch) only (reproduce.data) and the best score
+    so far is in history.csv. `async_safe`: it saves per epoch only, never per batch."""
+
+    async_safe = True
 
     def __init__(self, backup_dir, writer: bool = True):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
@@ -192,3 +215,42 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             for path in sorted(Path(self.backup_dir).iterdir()):
                 path.unlink()
             Path(self.backup_dir).rmdir()
+
+
+class Progress(keras.callbacks.Callback):
+    """What the terminal shows (Keras' own progress bar is off): a note while the first steps
+    compile the model, then one line per epoch with loss, val loss, val mean AUC and its time
+    (the 14 per-class AUCs are in history.csv and TensorBoard). With `estimate=True` (the paper
+    preset without an accelerator) it also prints, once, the time per epoch measured over steps
+    `warmup` … `warmup + measure` of the first epoch."""
+
+    def __init__(self, epochs: int, steps: int, estimate: bool = False, warmup: int = 2, measure: int = 3):
+        super().__init__()
+        self.epochs, self.steps, self.estimate = epochs, steps, estimate
+        self.warmup, self.measure = warmup, measure
+
+    def on_train_begin(self, logs=None):
+        print("compiling the model (the first steps of the first epoch are slow) ...", flush=True)
+        self._first = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._start = epoch + 1, time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not (self.estimate and self._first):
+            return
+        if batch == self.warmup:
+            self._t0 = time.perf_counter()
+        elif batch == self.warmup + self.measure and hasattr(self, "_t0"):
+            per_step = (time.perf_counter() - self._t0) / self.measure
+            self._first = False
+            print(f"warning: the paper preset without a GPU: ~{per_step * self.steps / 3600:.1f} h per "
+                  f"epoch, {self.epochs} epochs (measured: {per_step:.2f} s per step of "
+                  f"{self.steps}); see the README, 'Running the paper on GPUs'", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        print(f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', float('nan')):.4f}, val loss "
+              f"{logs.get('val_loss', float('nan')):.4f}, val mean AUC "
+              f"{logs.get('val_mean_auc', float('nan')):.4f} ({time.perf_counter() - self._start:.0f} s)",
+              flush=True)

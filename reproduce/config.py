@@ -55,14 +55,26 @@ class Config:
     # --- checkpoints and evaluation ----------------------------------------------------------
     checkpoint: str = _field("best", "not stated, our choice: evaluate best (highest validation "
                              "mean AUC) or last; both are saved")
+    val_batch_size: int = _field(128, "our choice: images per validation forward pass (no "
+                                 "gradients, so larger than the training batch)")
     # --- execution ---------------------------------------------------------------------------
-    seed: int = _field(0, "our choice: seeds the head's initialisation, data order and flips")
+    seed: int = _field(0, "our choice: seeds the head's initialisation, data order and flips "
+                       "(each epoch's order and flips are a function of seed and epoch only)")
+    deterministic: bool = _field(False, "our choice: TensorFlow op determinism (bit-identical "
+                                 "reruns and resumes on a CPU); off in paper: it costs GPU speed")
     mixed_precision: bool = _field(False, "not in the paper (GTX 1080Ti, fp32 implied): "
                                    "mixed_float16 on a GPU")
+    jit_compile: str = _field("auto", "XLA: auto (Keras' default: on for a GPU without "
+                              "tf.distribute or op determinism, off on a CPU), on, off")
+    steps_per_execution: int = _field(1, "our choice: training steps per compiled call (fewer "
+                                      "host round trips on an accelerator)")
     distribute: str = _field("none", "not in the paper (one GPU): mirrored (all local devices) or "
-                             "multiworker (TF_CONFIG)")
+                             "multiworker (TF_CONFIG); the global batch stays batch_size")
+    sync_batchnorm: bool = _field(True, "our choice: with more than one replica, BatchNorm "
+                                  "statistics of the global batch, as on one device")
+    cpu_replicas: int = _field(0, "our choice: split the CPU into this many logical devices (0 = "
+                               "the machine's devices); simulates --distribute mirrored without GPUs")
     run_eagerly: bool = _field(False, "our choice for tiny CPU runs: no graph tracing")
-    jit_compile: bool = _field(False, "XLA; helps on a GPU, hurts on a CPU")
 
     def __post_init__(self):
         for name, allowed in CHOICES.items():
@@ -70,9 +82,13 @@ class Config:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.image_size < 32:
             raise ValueError("image_size must be >= 32 (the smallest input all three backbones take)")
-        for name in ("batch_size", "epochs"):
+        for name in ("batch_size", "epochs", "val_batch_size", "steps_per_execution"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError("steps_per_epoch must be >= 1 or none")
+        if self.cpu_replicas < 0:
+            raise ValueError("cpu_replicas must be >= 0")
 
     def override(self, **changes) -> "Config":
         """A copy with the named fields replaced (None included); unknown names fail."""
@@ -112,19 +128,20 @@ def demo() -> Config:
     1e-3 VGG16 (no BatchNorm) stayed at val mean AUC 0.43 after 3 epochs; at 1e-4 DenseNet121 and
     ResNet50 reached only 0.62–0.64 in 6; at 3e-4, 8 epochs: VGG16 0.85, DenseNet121 0.76."""
     return Config(weights="none", image_size=64, epochs=8, learning_rate=3e-4, cache=True,
-                  shuffle_buffer=1024)
+                  shuffle_buffer=1024, deterministic=True)
 
 
 def smoke() -> Config:
     """Seconds: for tests. 32² (smallest size all backbones accept), 1 epoch of 2 steps, eager."""
     return Config(weights="none", image_size=32, epochs=1, batch_size=8, steps_per_epoch=2,
-                  cache=True, shuffle_buffer=64, run_eagerly=True)
+                  cache=True, shuffle_buffer=64, run_eagerly=True, deterministic=True,
+                  val_batch_size=32)
 
 
 PRESETS = {"paper": paper, "demo": demo, "smoke": smoke}
 # Fields whose values are a closed set (the loss names come from the registry: `add_arguments`).
 CHOICES = {"model": MODELS, "distribute": DISTRIBUTE, "wce_factors": ("batch", "dataset"),
-           "checkpoint": ("best", "last"), "optimizer": ("adam",)}
+           "checkpoint": ("best", "last"), "optimizer": ("adam",), "jit_compile": ("auto", "on", "off")}
 
 
 def preset(name: str) -> Config:

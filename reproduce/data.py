@@ -1,16 +1,22 @@
-"""The tf.data input pipeline: TFRecord shards (+ manifest.json) → model-ready batches.
+"""The tf.data input pipeline: TFRecord shards (+ manifest.json) → batches of uint8 images.
 
 Records are parsed with `data_prep.schema.parse_example`, the one schema the writer also uses.
 Per element, in order (§IV.B):
   decode_and_resize  uint8 [S, S, 1]; resized only when config.image_size ≠ the stored size
   (cache)            optional, of the uint8 images (config.cache), before shuffle and flip
-  shuffle            seeded (config.shuffle_buffer, config.seed); training only
-  augment            seeded random horizontal flip, training only (§IV.B "Random horizontal
-                     flipping was performed as data augmentation")
-  to_model_input     grayscale → 3 channels, float32, the backbone's own ImageNet normalisation
-                     (§IV.B "normalized with the same mean, standard deviation")
-then batch(config.batch_size) and prefetch. The element functions are public so that tests can
-check they give the same result eagerly and inside tf.data.
+  shuffle            training only, seeded by (config.seed, epoch)
+  augment            random horizontal flip, training only, seeded by (seed, epoch, position)
+                     (§IV.B "Random horizontal flipping was performed as data augmentation")
+then batch and prefetch. Images leave the pipeline as uint8 gray: gray → RGB and the backbone's
+ImageNet normalisation are the model's first layer (`models.BackboneInput`), so they run on the
+accelerator and 50 KB per 224² image is moved instead of 602 KB of float32.
+
+Training data is a function of (config.seed, epoch) only (`training_dataset`): a resumed run sees
+exactly the batches the uninterrupted run saw from its resume epoch on, and opening the dataset
+again (Keras peeks at one batch before a distributed fit) repeats it instead of moving on.
+Training batches are whole (drop_remainder): a partial last batch would be split unevenly over
+replicas and weigh its images differently than one device does (our choice; the images left out
+differ every epoch, at most batch_size − 1 of ~78k).
 """
 from __future__ import annotations
 
@@ -20,9 +26,10 @@ from pathlib import Path
 import tensorflow as tf
 
 from data_prep.schema import NUM_CLASSES, SHARD_GLOB, SPLITS, parse_example
-from reproduce.models import preprocess_fn
 
 MANIFEST = "manifest.json"
+# Epoch e's seeds are (seed · EPOCH_STRIDE + e, position): distinct for every epoch below 2^20.
+EPOCH_STRIDE = 1 << 20
 
 
 class ManifestError(ValueError):
@@ -46,24 +53,32 @@ def read_manifest(data_dir) -> dict:
     for split, info in manifest["splits"].items():
         for shard in info.get("shards", []):
             if not (Path(data_dir) / shard["file"]).is_file():
-                raise ManifestError(f"{path}: shard {shard['file']} of split {split!r} is missing")
+                raise ManifestError(f"{Path(data_dir) / shard['file']}: shard of split {split!r} "
+                                    f"listed in {path} is missing")
     return manifest
 
 
-def shard_files(data_dir, split: str, manifest: dict) -> list[str]:
-    """The split's shard paths in manifest order (= file name order), else SHARD_GLOB sorted."""
+def shard_entries(data_dir, split: str, manifest: dict) -> list[dict]:
+    """The split's shards as listed in the manifest ({file: path, records}), in manifest order;
+    a manifest without shard lists: the files matching SHARD_GLOB, sorted (records unknown)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     info = manifest["splits"].get(split)
     if info is None:
         raise ManifestError(f"{Path(data_dir) / MANIFEST}: no split {split!r}")
     if "shards" in info:
-        files = [str(Path(data_dir) / s["file"]) for s in info["shards"]]
+        entries = [{"file": str(Path(data_dir) / s["file"]), "records": int(s["records"])}
+                   for s in info["shards"]]
     else:
-        files = sorted(str(p) for p in Path(data_dir).glob(SHARD_GLOB.format(split=split)))
-    if not files:
+        entries = [{"file": str(p), "records": None}
+                   for p in sorted(Path(data_dir).glob(SHARD_GLOB.format(split=split)))]
+    if not entries:
         raise ManifestError(f"{Path(data_dir) / MANIFEST}: split {split!r} has no shards")
-    return files
+    return entries
+
+
+def shard_files(data_dir, split: str, manifest: dict) -> list[str]:
+    return [e["file"] for e in shard_entries(data_dir, split, manifest)]
 
 
 def split_size(manifest: dict, split: str) -> int:
@@ -98,70 +113,98 @@ def augment(image, seed):
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def to_model_input(images, model_name: str):
-    """uint8 grayscale [..., H, W, 1] → float32 [..., H, W, 3], normalised for the backbone.
-
-    The three channels are copies of the gray one (the ImageNet weights expect RGB); then the
-    family's `preprocess_input` (`models.preprocess_fn`). Input is converted to a new tensor
-    first: Keras' preprocess_input edits NumPy float arrays in place."""
-    x = tf.cast(tf.convert_to_tensor(images), tf.float32)
-    x = tf.image.grayscale_to_rgb(x)
-    return tf.cast(preprocess_fn(model_name)(x), tf.float32)
-
-
-def _records(data_dir, split, config, parallel_reads):
-    """Decoded (and resized) records of a split, in shard then record order if sequential."""
-    manifest = read_manifest(data_dir)
-    files = shard_files(data_dir, split, manifest)
+def _records(files: list[str], manifest: dict, config, count: int | None):
+    """Decoded (and resized) records of `files`, in file then record order."""
+    ds = tf.data.TFRecordDataset(files)
+    if count is not None:
+        # Stating the count lets Keras size epochs, and a shard shorter than the manifest says
+        # fails here (train and evaluate also check every shard before the first step).
+        ds = ds.apply(tf.data.experimental.assert_cardinality(count))
     size = int(manifest["size"])
-    ds = tf.data.TFRecordDataset(files, num_parallel_reads=parallel_reads)
-    # The manifest knows the record count: stating it lets Keras size epochs without a "ran out
-    # of data" warning, and a truncated or swapped shard fails loudly instead of silently.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(split_size(manifest, split)))
     return ds.map(lambda s: decode_and_resize(s, manifest["encoding"], size, config.image_size),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def make_dataset(data_dir, split: str, config, training: bool, family: str | None = None):
-    """(images float32 [B, S, S, 3], labels float32 [B, 14]) batches for Model.fit / evaluate.
+def worker_shards(entries: list[dict], worker: int, workers: int) -> list[dict]:
+    """The shard files worker `worker` of `workers` reads: every workers-th, from its index
+    (file-level sharding: no worker reads or decodes another's records)."""
+    return entries[worker::workers]
 
-    training=True: seeded shuffle, seeded flip (if config.horizontal_flip), and repeat() when config.steps_per_epoch is set
-    (then epochs are config.steps_per_epoch batches long). `family` overrides config.model for
-    the normalisation only. The last partial batch is kept (our choice: no image is dropped).
-    """
-    family = family or config.model
-    # Sequential reads keep record order for evaluation; parallel reads are faster for training
-    # and still deterministic (tf.data interleave is deterministic by default).
-    ds = _records(data_dir, split, config, tf.data.AUTOTUNE if training else None)
-    ds = ds.map(lambda ex: (ex["image"], ex["labels"]))
+
+def train_steps(manifest: dict, config, workers: int = 1) -> int:
+    """Steps per epoch: config.steps_per_epoch, or whole global batches in one pass over the
+    training split; with several workers, over the worker with the fewest records (every worker
+    must take the same number of steps)."""
+    if config.steps_per_epoch:
+        return config.steps_per_epoch
+    entries = shard_entries(".", "train", manifest)
+    if any(e["records"] is None for e in entries):
+        counts = [split_size(manifest, "train")]
+    else:
+        counts = [sum(e["records"] for e in worker_shards(entries, w, workers)) for w in range(workers)]
+    steps = min(counts) // (config.batch_size // workers)
+    if steps < 1:
+        raise ValueError(f"the training split ({min(counts)} images per worker) is smaller than "
+                         f"one batch of {config.batch_size}")
+    return steps
+
+
+def training_dataset(data_dir, config, steps: int, first_epoch: int = 0, worker: int = 0,
+                     workers: int = 1, batch_size: int | None = None):
+    """(uint8 images [B, S, S, 1], labels float32 [B, 14]) for epochs first_epoch … config.epochs−1,
+    `steps` whole batches each, one epoch after the other (Model.fit with steps_per_epoch=steps).
+
+    Epoch e is shuffled and flipped with seeds made of (config.seed, e) only. tf.data combines an
+    op seed with TensorFlow's global seed, which `train` sets from config.seed. `worker` of
+    `workers`: read only that worker's shard files (`worker_shards`); `batch_size` (default
+    config.batch_size) is the batch this dataset yields (a replica's share under multiworker)."""
+    manifest = read_manifest(data_dir)
+    entries = worker_shards(shard_entries(data_dir, "train", manifest), worker, workers)
+    if not entries:
+        raise ValueError(f"{Path(data_dir) / MANIFEST}: the training split has fewer shard files "
+                         f"than the {workers} workers that read whole files; rebuild with a "
+                         "smaller --images-per-shard")
+    counts = [e["records"] for e in entries]
+    pairs = _records([e["file"] for e in entries], manifest, config,
+                     None if None in counts else sum(counts))
+    pairs = pairs.map(lambda ex: (ex["image"], tf.ensure_shape(ex["labels"], [NUM_CLASSES])))
     if config.cache:
-        ds = ds.cache()  # uint8 after resize, before shuffle/flip: each epoch still differs
-    if training:
-        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
-        if config.steps_per_epoch:
-            ds = ds.repeat()
-    if training and config.horizontal_flip:
-        # One stateless seed per element from a seeded stream that differs at each iteration,
-        # so flips are reproducible for a seed but not the same every epoch.
-        flips = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, flips)).map(
-            lambda el, r: (augment(el[0], tf.stack([r, tf.constant(config.seed, tf.int64)])), el[1]),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(lambda image, labels: (to_model_input(image, family),
-                                       tf.ensure_shape(labels, [NUM_CLASSES])),
+        pairs = pairs.cache()  # uint8 after resize, before shuffle/flip: each epoch still differs
+    batch = batch_size or config.batch_size
+    # One dataset per epoch, chained: tf.data seeds must be Python ints, so the epochs are
+    # unrolled here rather than mapped from a tensor (50 small datasets for the paper preset).
+    ds = None
+    for epoch in range(first_epoch, config.epochs):
+        one = _epoch(pairs, config, epoch, batch, steps)
+        ds = one if ds is None else ds.concatenate(one)
+    if ds is None:
+        raise ValueError(f"no epoch left to train (first epoch {first_epoch + 1} > {config.epochs})")
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch(pairs, config, epoch, batch_size: int, steps: int):
+    """Epoch `epoch`: shuffled and flipped with seeds that depend only on (config.seed, epoch),
+    `steps` whole batches. Every iteration of it gives the same batches (the shuffle is not
+    reshuffled per iteration: Keras opens a distributed dataset twice). With
+    config.steps_per_epoch the records repeat before the shuffle, so an epoch may be longer or
+    shorter than one pass; without it an epoch is one pass and no record is seen twice."""
+    epoch_seed = config.seed * EPOCH_STRIDE + epoch
+    ds = pairs.repeat() if config.steps_per_epoch else pairs
+    ds = ds.shuffle(config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+    if config.horizontal_flip:
+        seed = tf.constant(epoch_seed, tf.int64)
+        ds = ds.enumerate().map(lambda i, el: (augment(el[0], tf.stack([seed, i])), el[1]),
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).take(steps)
+
+
+def make_eval_dataset(data_dir, split: str, config):
+    """(uint8 images [B, S, S, 1], labels, image_index string [B], patient_id int64 [B]) batches
+    of config.val_batch_size in record order: shards in manifest order, records in file order,
+    no shuffle, no flip, the last partial batch kept, so row k of the predictions is record k."""
+    manifest = read_manifest(data_dir)
+    files = shard_files(data_dir, split, manifest)
+    ds = _records(files, manifest, config, split_size(manifest, split))
+    ds = ds.map(lambda ex: (ex["image"], ex["labels"], ex["image_index"], ex["patient_id"]),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def make_eval_dataset(data_dir, split: str, config, family: str | None = None):
-    """(images, labels, image_index string [B], patient_id int64 [B]) batches in record order.
-
-    Shards in manifest order, records in file order, no shuffle, no flip, no repeat, and the
-    last partial batch kept, so row k of the predictions is record k of the split.
-    """
-    family = family or config.model
-    ds = _records(data_dir, split, config, None)
-    ds = ds.map(lambda ex: (to_model_input(ex["image"], family), ex["labels"],
-                            ex["image_index"], ex["patient_id"]),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(config.batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(config.val_batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import reproduce.loss_registry  # noqa: F401  (registers the custom losses before a checkpoint loads)
 from data_prep import cli
 from data_prep.provenance import portable_path
 from data_prep.schema import CLASSES, SPLITS
+from data_prep.shards import verify_shards
 from reproduce.config import Config
-from reproduce.data import make_eval_dataset
+from reproduce.data import make_eval_dataset, read_manifest
 from reproduce.metrics import bootstrap_auc_ci, mean_auc, roc_auc_per_class
 from reproduce.models import build_model
 from reproduce.report.predictions import predictions_frame, predictions_path
@@ -81,6 +83,21 @@ def load_checkpoint(path: Path, config: Config):
     return model
 
 
+def compiled_forward(model, jit_compile: bool = False, eager: bool = False):
+    """images → scores through one compiled (graph, optionally XLA) function: what validation,
+    evaluation and prediction all use, under every strategy (variables of a distributed model are
+    read from their local copy; no collective op, so the chief can run it alone). `eager`: no
+    graph (a run with config.run_eagerly, where tracing would cost more than it saves)."""
+    if eager:
+        return lambda images: np.asarray(model(images, training=False))
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def forward(images):
+        return model(images, training=False)
+
+    return lambda images: forward(images).numpy()
+
+
 def predict_split(dataset, forward):
     """Run `forward(images) -> scores` over make_eval_dataset batches, in record order.
 
@@ -110,10 +127,13 @@ def metrics_summary(labels, scores, pids, meta: dict) -> dict:
                     "auc": aucs, "mean_auc": mean_auc(aucs), "ci95": ci})
 
 
-def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None = None) -> Path:
+def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None = None,
+                 verify_checksums: bool = False) -> Path:
     """Write RUN/predictions_<split>.csv and RUN/metrics_<split>.json; return the CSV's path.
 
-    `checkpoint`: "best" or "last"; None = the run's config.checkpoint (our choice: best)."""
+    `checkpoint`: "best" or "last"; None = the run's config.checkpoint (our choice: best). The
+    split's shards are checked against manifest.json first (size, record count; SHA-256 with
+    `verify_checksums`)."""
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -126,8 +146,14 @@ def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None 
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     model = load_checkpoint(run_dir / f"{checkpoint}.keras", config)
-    labels, scores, ids, pids = predict_split(make_eval_dataset(data_dir, split, config),
-                                              model.predict_on_batch)
+    manifest = read_manifest(data_dir)
+    verify_shards(data_dir, manifest, [split], checksums=verify_checksums)
+    try:
+        labels, scores, ids, pids = predict_split(make_eval_dataset(data_dir, split, config),
+                                                  compiled_forward(model))
+    except tf.errors.OpError as err:
+        raise CheckpointError(f"{data_dir}: TensorFlow stopped reading split {split!r} "
+                              f"({cli.one_line(err)[:300]})") from None
     out = predictions_path(run_dir, split)
     predictions_frame(labels, scores, ids, pids).to_csv(out, index=False)
     with warnings.catch_warnings():
@@ -152,6 +178,9 @@ def build_parser():
                         help="which split to predict (Table I: test)")
     parser.add_argument("--checkpoint", choices=["best", "last"],
                         help="which checkpoint (default: the run's config.checkpoint, best)")
+    parser.add_argument("--verify-shards", action="store_true",
+                        help="also check every shard's SHA-256 against manifest.json (size and "
+                             "record count are always checked)")
     return parser
 
 
@@ -159,7 +188,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        out = evaluate_run(args.run, args.data, args.split, args.checkpoint)
+        out = evaluate_run(args.run, args.data, args.split, args.checkpoint, args.verify_shards)
         summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
         ci = summary["ci95"]["mean"]
         print(f"{out}: {summary['n_images']} images, {args.split} mean AUC {_fmt(summary['mean_auc'])} "

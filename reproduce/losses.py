@@ -18,17 +18,34 @@ import numpy as np
 from keras import ops
 
 
+def global_sum(value):
+    """`value` summed over all replicas of the running tf.distribute step (itself on one device).
+
+    The one TensorFlow call of this module, as in Keras' own synchronized BatchNorm
+    (keras/src/backend/tensorflow/nn.py, _compute_moments_sync): a per-replica share of the
+    batch must not change what a loss computes from the whole batch."""
+    if keras.backend.backend() != "tensorflow":
+        return value
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 def batch_factors(y_true):
-    """Wang et al. 2017 (ref [5]) Eq. (1) factors from one batch's label matrix [B, C].
+    """Wang et al. 2017 (ref [5]) Eq. (1) factors from the GLOBAL batch's label matrix [B, C].
 
     β_P = (|P|+|N|)/|P|, β_N = (|P|+|N|)/|N|, with |P|, |N| the numbers of 1s and 0s in the whole
-    matrix. Guard (our choice): a batch with no positives (or no negatives) would give β = ∞ and
-    ∞·0 = NaN; we use max(|P|, 1) (resp. |N|), which is harmless because that factor then only
-    multiplies terms that are all zero.
+    matrix — of the whole batch of 32 (§IV.B), also when each of N replicas sees 32/N images
+    (`global_sum`). Guard (our choice): a batch with no positives (or no negatives) would give
+    β = ∞ and ∞·0 = NaN; we use max(|P|, 1) (resp. |N|), which is harmless because that factor
+    then only multiplies terms that are all zero.
     """
     y_true = ops.cast(y_true, "float32")
-    total = ops.cast(ops.size(y_true), "float32")
-    n_pos = ops.sum(y_true)
+    counts = global_sum(ops.stack([ops.cast(ops.size(y_true), "float32"), ops.sum(y_true)]))
+    total, n_pos = counts[0], counts[1]
     n_neg = total - n_pos
     return total / ops.maximum(n_pos, 1.0), total / ops.maximum(n_neg, 1.0)
 
@@ -59,8 +76,8 @@ def dataset_factors(manifest: dict, classes=None) -> tuple[list[float], list[flo
 class WeightedBinaryCrossentropy(keras.losses.Loss):
     """Eq. (1) with factors: per image Σ_c[−β_P·l_c·log p_c − β_N·(1−l_c)·log(1−p_c)].
 
-    factors="batch" (default, Wang et al. [5]): β_P, β_N scalars recomputed from every batch's
-    labels (`batch_factors`). factors="dataset": `positive_weights` / `negative_weights` are
+    factors="batch" (default, Wang et al. [5]): β_P, β_N scalars recomputed from every global
+    batch's labels (`batch_factors`). factors="dataset": `positive_weights` / `negative_weights` are
     per-class lists (`dataset_factors`). The batch loss is the mean of the per-image losses.
     Probabilities are clipped to [ε, 1−ε] before the log (our choice: a finite loss when a sigmoid
     saturates; the paper gives no guard).

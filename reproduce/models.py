@@ -1,9 +1,14 @@
 """The three backbones of Table I (§IV.D: VGG16, ResNet50, DenseNet121) with a 14-way head.
 
-Model = backbone (keras.applications, include_top=False) → global average pooling → Dense(14)
-with the head activation the loss needs (`loss_registry.head_activation`: sigmoid for Eq. (1),
-softmax for Eq. (2), §III.B). §IV.D "pre-trained baseline models": ImageNet weights by default;
-all layers are fine-tuned (§V "we fine-tuned the pre-trained model").
+Model = uint8 gray image [S, S, 1] → `BackboneInput` (gray → RGB, the family's ImageNet
+normalisation: §IV.B "normalized") → backbone (keras.applications, include_top=False) → global
+average pooling → Dense(14) with the head activation the loss needs
+(`loss_registry.head_activation`: sigmoid for Eq. (1), softmax for Eq. (2), §III.B). The input
+layer is part of the model, so it runs on the accelerator and every saved .keras file takes the
+images exactly as the TFRecords (and `reproduce.predict`) give them. §IV.D "pre-trained baseline
+models": ImageNet weights by default; all layers are fine-tuned (§V "we fine-tuned the
+pre-trained model"). With more than one replica, BatchNormalization is synchronized
+(`synchronize_batchnorm`), so its statistics are those of the global batch of 32.
 
 Offline, "imagenet" weights must already be in the Keras cache; if the file is absent we fail at
 once with `ImagenetWeightsUnavailable` instead of letting Keras try (and time out) a download.
@@ -14,6 +19,7 @@ import os
 from pathlib import Path
 
 import keras
+from keras import ops
 
 from data_prep.schema import NUM_CLASSES
 from reproduce.loss_registry import head_activation
@@ -45,6 +51,47 @@ def preprocess_fn(model_name: str):
         raise ValueError(f"unknown model {model_name!r}; expected one of {(*_FAMILIES, 'tiny')}")
     module = getattr(keras.applications, _FAMILIES[model_name][0])
     return module.preprocess_input
+
+
+# keras.applications.<family>.preprocess_input on float RGB in [0, 255]
+# (keras/src/applications/imagenet_utils.py): "caffe" = RGB→BGR, minus the ImageNet BGR mean;
+# "torch" = /255, minus the mean, divided by the std; "tf" = /127.5 − 1 (our choice for "tiny").
+_MODES = {"vgg16": "caffe", "resnet50": "caffe", "densenet121": "torch", "tiny": "tf"}
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="reproduce")
+class BackboneInput(keras.layers.Layer):
+    """uint8 gray [..., H, W, 1] → float32 [..., H, W, 3] as the family's ImageNet weights expect.
+
+    The same arithmetic, in the same order, as `preprocess_fn(family)` applied to the gray image
+    copied to 3 channels (a gray image is its own RGB→BGR flip, so the caffe means only change
+    order). Always float32, also under mixed precision (the backbone casts to float16 itself)."""
+
+    def __init__(self, family: str, **kwargs):
+        if family not in _MODES:
+            raise ValueError(f"unknown model {family!r}; expected one of {tuple(_MODES)}")
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.family = family
+
+    def call(self, images):
+        x = ops.cast(images, "float32")
+        x = ops.concatenate([x, x, x], axis=-1)
+        mode = _MODES[self.family]
+        if mode == "tf":
+            return x / 127.5 - 1.0
+        if mode == "caffe":
+            return x - ops.convert_to_tensor(_CAFFE_MEAN_BGR, "float32")
+        x = x / 255.0
+        return (x - ops.convert_to_tensor(_TORCH_MEAN, "float32")) / ops.convert_to_tensor(_TORCH_STD, "float32")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 3)
+
+    def get_config(self):
+        return {**super().get_config(), "family": self.family}
 
 
 def keras_cache_dirs() -> list[Path]:
@@ -103,17 +150,40 @@ def _make_backbone(config, input_shape) -> keras.Model:
     return backbone
 
 
-def build_model(config, backbone=None) -> keras.Model:
-    """Backbone → global average pooling → Dense(14, head activation), input (S, S, 3).
+def synchronize_batchnorm(backbone: keras.Model) -> keras.Model:
+    """The same backbone, weights included, with every BatchNormalization synchronized across
+    replicas (Keras' `synchronized=True`: mean and variance of the global batch). The layers are
+    rebuilt from their configs, so ImageNet weights load first and are copied over."""
+    if not any(isinstance(layer, keras.layers.BatchNormalization) for layer in backbone.layers):
+        return backbone  # VGG16 has no BatchNorm
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            config["synchronized"] = True
+        return layer.__class__.from_config(config)
+
+    synced = keras.models.clone_model(backbone, clone_function=clone)
+    synced.set_weights(backbone.get_weights())
+    return synced
+
+
+def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
+    """uint8 image [S, S, 1] → BackboneInput → backbone → average pooling → Dense(14, head).
 
     `backbone`: optional callable(input_shape) -> keras.Model replacing config.model's (tests);
-    config.weights is then not applied. The head runs in float32 even under mixed precision
-    (a float16 softmax/sigmoid and log in the loss underflow). Every layer is trainable.
+    config.weights is then not applied. `replicas` > 1 with config.sync_batchnorm: synchronized
+    BatchNorm. The head runs in float32 even under mixed precision (a float16 softmax/sigmoid
+    and log in the loss underflow). Every layer is trainable.
     """
-    input_shape = (config.image_size, config.image_size, 3)
+    size = config.image_size
+    input_shape = (size, size, 3)
     features = backbone(input_shape) if backbone is not None else _make_backbone(config, input_shape)
-    inputs = keras.Input(input_shape, name="image")
-    x = features(inputs)
+    if replicas > 1 and config.sync_batchnorm:
+        features = synchronize_batchnorm(features)
+    inputs = keras.Input((size, size, 1), dtype="uint8", name="image")
+    x = BackboneInput(config.model, name="backbone_input")(inputs)
+    x = features(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     init = keras.initializers.GlorotUniform(seed=config.seed)  # our choice: seeded head init
     outputs = keras.layers.Dense(NUM_CLASSES, activation=head_activation(config.loss),

@@ -2,20 +2,18 @@
 
     python -m reproduce.train --data OUT --model densenet121 --loss ewl --preset paper --out RUN
 
-RUN/ gets config.json (the resolved Config + preset, data, manifest hash, versions),
+RUN/ gets config.json (the resolved Config + preset, data, manifest hash, provenance),
 history.csv (one row per epoch: loss, val_loss, val_mean_auc, val_auc_<Class>), best.keras (best
 validation mean AUC — our choice, the paper does not say which checkpoint it evaluated),
 last.keras, tensorboard/, and backup/ while the run is unfinished. Started again with the same
-command, a killed run continues after its last completed epoch.
+command, a killed run continues after its last completed epoch and ends with the weights an
+uninterrupted run would have (bit for bit on a CPU with --deterministic).
 """
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import keras
@@ -25,57 +23,21 @@ import tensorflow as tf
 from data_prep import cli
 from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path, provenance
+from data_prep.shards import verify_shards
 from reproduce import callbacks as cb
 from reproduce import config as config_module
+from reproduce import distribute
 from reproduce.config import PRESETS, Config, preset
-from reproduce.data import make_dataset, make_eval_dataset, read_manifest
+from reproduce.data import make_eval_dataset, read_manifest, train_steps, training_dataset
+from reproduce.evaluate import compiled_forward
 from reproduce.loss_registry import available_losses, build_loss
 from reproduce.models import build_model
+
+JIT = {"auto": "auto", "on": True, "off": False}
 
 
 class TrainingFailed(RuntimeError):
     """The run cannot go on (NaN loss, a run folder of another config); one-line message."""
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """none: the default strategy; mirrored: all local GPUs (else all logical CPUs, which is how
-    the tests run it); multiworker: MultiWorkerMirroredStrategy from $TF_CONFIG."""
-    if name == "none":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
-    if "TF_CONFIG" not in os.environ:
-        raise ValueError("--distribute multiworker needs TF_CONFIG (cluster and this task) set")
-    return _MultiWorkerStrategy()
-
-
-class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-    """MultiWorkerMirroredStrategy with a reduce() that Keras 3.15's fit can call.
-
-    Two Keras bugs, both in keras/src/backend/tensorflow/trainer.py, fixed here per tensor:
-    _maybe_symbolic_build reduces a whole (images, labels) tuple, which the collective strategy
-    cannot ("Attempt to convert a value (PerReplica…)"), and reduce_per_replica reduces the
-    scalar logs with axis=0 ("Invalid reduction dimension 0 for input with 0 dimensions").
-    A scalar has no batch axis, so axis=None is the mean over replicas Keras means. Every
-    worker makes the same calls, so the collectives still match."""
-
-    def reduce(self, reduce_op, value, axis):
-        def one(v):
-            local = self.experimental_local_results(v)[0]
-            scalar = getattr(local, "shape", None) is not None and local.shape.rank == 0
-            return super(_MultiWorkerStrategy, self).reduce(reduce_op, v, None if scalar else axis)
-
-        return tf.nest.map_structure(one, value)
-
-
-def is_chief(strategy) -> bool:
-    """True unless this is a non-chief worker of a multi-worker cluster (only the chief writes)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not cluster or resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
 
 
 def set_precision(config: Config) -> bool:
@@ -109,24 +71,26 @@ def prepare_run_dir(config: Config, data_dir: Path, out_dir: Path, preset_name, 
     config.save(path, **meta)
 
 
-def _forward(distributed: bool):
-    # predict_on_batch is compiled (fast) but splits the batch over replicas; a distributed run
-    # predicts on the chief with a plain call (mirrored variables read their local copy).
-    if distributed:
-        return lambda model, x: model(x, training=False)
-    return lambda model, x: model.predict_on_batch(x)
+def completed_epochs(config: Config, out_dir: Path, backup) -> int:
+    """Epochs this run folder holds: the backup's, or all of them for a finished run (a finished
+    run deletes its backup and has a history row per epoch)."""
+    done = backup.completed_epochs()
+    if done == 0 and len(cb.read_history(out_dir / "history.csv")) >= config.epochs:
+        return config.epochs
+    return done
 
 
-def _callbacks(config, data_dir, out_dir, loss, chief, backup, best):
+def _callbacks(config, data_dir, out_dir, loss, model, chief, backup, best, progress):
     if not chief:
         return [cb.StopOnNonFiniteLoss(), backup]
-    val = make_eval_dataset(data_dir, "val", config)
+    forward = compiled_forward(model, jit_compile=model.jit_compile is True, eager=config.run_eagerly)
     return [
-        cb.ValidationAUC(lambda: val, loss, _forward(config.distribute != "none"), config.batch_size),
+        cb.ValidationAUC(make_eval_dataset(data_dir, "val", config), loss, forward, config.batch_size),
         cb.StopOnNonFiniteLoss(),
         cb.EpochCheckpoints(out_dir, best=best),
         cb.HistoryCSV(out_dir / "history.csv"),
         *_tensorboard(out_dir),
+        progress,
         backup,  # last: see reproduce/callbacks.py
     ]
 
@@ -137,90 +101,109 @@ def _tensorboard(out_dir):
     if importlib.util.find_spec("tensorboard") is None:
         print("note: tensorboard is not installed; RUN/tensorboard not written (pip install tensorboard)")
         return []
-    return [keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False)]
+    return [cb.EpochTensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False)]
 
 
 def _compiled_model(config, manifest, strategy, backbone):
     with strategy.scope():
-        model = build_model(config, backbone=backbone)
+        model = build_model(config, backbone=backbone, replicas=strategy.num_replicas_in_sync)
         loss = build_loss(config, manifest)
         # §IV.B "optimized the network using Adam [12] … learning rate initialed as 0.001"
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
-                      run_eagerly=config.run_eagerly, jit_compile=config.jit_compile)
+                      run_eagerly=config.run_eagerly, jit_compile=JIT[config.jit_compile],
+                      steps_per_execution=config.steps_per_execution)
     return model, loss
 
 
-def _train_dataset(data_dir, config, strategy):
+def _train_data(data_dir, config, strategy, steps: int, first_epoch: int):
+    """The global batch stays config.batch_size (§IV.B: 32); each replica gets its share. One
+    worker: Keras splits each global batch over the replicas, so one replica or N see the same
+    images. Several workers: each reads only its own shard files (data.worker_shards)."""
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
-        raise ValueError(f"batch size {config.batch_size} is not divisible by {replicas} replicas")
-    # The global batch stays config.batch_size (§IV.B: 32); each replica gets batch/replicas.
-    print(f"replicas: {replicas}, global batch {config.batch_size}, "
-          f"per replica {config.batch_size // replicas}")
-    ds = make_dataset(data_dir, "train", config, training=True)
-    if config.distribute == "multiworker":
-        # Few shards (tests: one) cannot be split by file; split by element instead.
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        ds = ds.with_options(options)
-    return ds
+        raise TrainingFailed(f"batch size {config.batch_size} is not divisible by {replicas} replicas")
+    _, n_workers = distribute.workers(strategy)
+    if n_workers == 1:
+        return training_dataset(data_dir, config, steps, first_epoch)
+
+    def per_worker(context):
+        per_replica = context.get_per_replica_batch_size(config.batch_size)
+        local_replicas = config.batch_size // context.num_input_pipelines // per_replica
+        return training_dataset(data_dir, config, steps * local_replicas, first_epoch,
+                                context.input_pipeline_id, context.num_input_pipelines, per_replica)
+
+    return strategy.distribute_datasets_from_function(per_worker)
 
 
-def _resume_point(config, out_dir, write_dir, backup, chief):
-    """(best val mean AUC so far, or None if the run is already complete).
-
-    The backup says how many epochs are done; history.csv is cut back to exactly those rows."""
-    if not chief:
-        return float("-inf")
-    done = backup.completed_epochs()
-    history = cb.read_history(write_dir / "history.csv")
-    if done == 0 and len(history) >= config.epochs:  # finished runs delete their backup
-        print(f"{out_dir}: already trained for {config.epochs} epochs; nothing to do")
-        return None
-    history = cb.reconcile_history(write_dir / "history.csv", done)
+def _resume(config, out_dir, backup, strategy, chief) -> tuple[int, float]:
+    """(epochs already done, best val mean AUC so far); all workers must agree on the first."""
+    done = distribute.agree(strategy, completed_epochs(config, out_dir, backup),
+                            "the epochs already trained")
+    if not chief or done >= config.epochs:
+        return done, float("-inf")
+    history = cb.reconcile_history(out_dir / "history.csv", done)
     best = history["val_mean_auc"].max() if len(history) else float("nan")
-    return best if pd.notna(best) else float("-inf")
+    return done, best if pd.notna(best) else float("-inf")
 
 
-def _fit(model, config, data_dir, strategy, callbacks, out_dir, backup):
+def _fit(model, data, config, steps, callbacks, out_dir, backup, data_dir):
     try:
-        model.fit(_train_dataset(data_dir, config, strategy), epochs=config.epochs,
-                  steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False,
-                  verbose=1 if sys.stdout.isatty() else 2)
+        model.fit(data, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks,
+                  shuffle=False, verbose=0)
     except cb.NonFiniteLoss as err:
         last = out_dir / "last.keras"
         good = f"{last} (epoch {backup.completed_epochs()})" if last.exists() else "none"
         raise TrainingFailed(f"{err}; last good checkpoint: {good}") from None
+    except tf.errors.OpError as err:  # e.g. a shard damaged after the check at start-up
+        raise TrainingFailed(f"{data_dir}: TensorFlow stopped training "
+                             f"({cli.one_line(err)[:300]})") from None
 
 
-def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None) -> pd.DataFrame:
+def print_plan(config, preset_name, steps, strategy, out_dir, first_epoch) -> None:
+    print(f"plan: {config.model} + {config.loss}, preset {preset_name}, {config.image_size}² images, "
+          f"weights {config.weights}; epochs {first_epoch + 1}-{config.epochs} of {config.epochs} × "
+          f"{steps} steps of {config.batch_size} images on {strategy.num_replicas_in_sync} "
+          f"replica(s) ({config.batch_size // strategy.num_replicas_in_sync} each); "
+          f"writing {out_dir}", flush=True)
+
+
+def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None,
+          verify_checksums: bool = False) -> pd.DataFrame:
     """Train (or resume) the run in `out_dir`; return its history (one row per epoch).
 
     `backbone`: callable(input_shape) -> keras.Model replacing config.model's (tests only)."""
-    strategy = make_strategy(config.distribute)  # first: multi-worker must precede other TF ops
-    keras.utils.set_random_seed(config.seed)  # seeds Python, NumPy, TF and Keras initialisers
+    distribute.configure_devices(config)  # before anything starts TensorFlow's runtime
+    strategy = distribute.make_strategy(config.distribute)  # multi-worker: before other TF ops
+    keras.utils.set_random_seed(config.seed)  # seeds Python, NumPy, TF (and tf.data) and Keras
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     manifest = read_manifest(data_dir)
-    chief = is_chief(strategy)
+    verify_shards(data_dir, manifest, ("train", "val"), checksums=verify_checksums)
+    chief = distribute.is_chief(strategy)
+    steps = train_steps(manifest, config, distribute.workers(strategy)[1])
     policy = keras.mixed_precision.global_policy()
-    # A non-chief worker writes its (unused) history to a temporary folder, never to RUN/.
-    write_dir = out_dir if chief else Path(tempfile.mkdtemp(prefix="reproduce-worker-"))
     try:
         mixed = set_precision(config)
         if chief:
             prepare_run_dir(config, data_dir, out_dir, preset_name,
-                            {"mixed_precision_active": mixed, "replicas": strategy.num_replicas_in_sync})
+                            {"mixed_precision_active": mixed, "replicas": strategy.num_replicas_in_sync,
+                             "steps_per_epoch_resolved": steps})
         backup = cb.AtomicBackupAndRestore(out_dir / "backup", writer=chief)
-        best = _resume_point(config, out_dir, write_dir, backup, chief)
-        if best is not None:
+        done, best = _resume(config, out_dir, backup, strategy, chief)
+        if done >= config.epochs:
+            print(f"{out_dir}: already trained for {config.epochs} epochs; nothing to do")
+        else:
+            print_plan(config, preset_name, steps, strategy, out_dir, done)
             model, loss = _compiled_model(config, manifest, strategy, backbone)
-            callbacks = _callbacks(config, data_dir, write_dir, loss, chief, backup, best)
-            _fit(model, config, data_dir, strategy, callbacks, out_dir, backup)
-        return cb.read_history(write_dir / "history.csv")
+            estimate = preset_name == "paper" and not tf.config.list_physical_devices("GPU")
+            progress = cb.Progress(config.epochs, steps, estimate=estimate)
+            callbacks = _callbacks(config, data_dir, out_dir, loss, model, chief, backup, best, progress)
+            data = _train_data(data_dir, config, strategy, steps, done)
+            _fit(model, data, config, steps, callbacks, out_dir, backup, data_dir)
+        if not chief:  # a non-chief worker wrote nothing; the chief's history is the run's
+            return pd.DataFrame(columns=cb.HISTORY_COLUMNS)
+        return cb.read_history(out_dir / "history.csv")
     finally:
         keras.mixed_precision.set_global_policy(policy)
-        if not chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
 
 
 def build_parser():
@@ -229,6 +212,9 @@ def build_parser():
     p.add_argument("--out", required=True, help="run folder (created; an unfinished run resumes)")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                    help="starting values of every field: paper (the paper's settings), demo, smoke")
+    p.add_argument("--verify-shards", action="store_true",
+                   help="also check every shard's SHA-256 against manifest.json (size and record "
+                        "count are always checked)")
     config_module.add_arguments(p, choices={"loss": available_losses()})
     return p
 
@@ -238,7 +224,8 @@ def main(argv=None) -> int:
 
     def body():
         config = preset(args.preset).override(**config_module.overrides(args))
-        history = train(config, args.data, args.out, preset_name=args.preset)
+        history = train(config, args.data, args.out, preset_name=args.preset,
+                        verify_checksums=args.verify_shards)
         if history.empty:  # a non-chief worker: its history is the chief's, written there
             print("worker finished; the chief wrote the run folder")
             return

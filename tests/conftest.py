@@ -64,3 +64,14 @@ def shards_dir(tmp_path_factory, phantom_dir) -> Path:
     out = tmp_path_factory.mktemp("shards")
     build_dataset(phantom_dir, out, split="paper", size=SHARD_SIZE, workers=1, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def multi_shards_dir(tmp_path_factory, phantom_dir) -> Path:
+    """The same phantom at 32², 16 records per shard: several shard files per split, so that
+    workers of a multi-worker run can each read their own."""
+    from data_prep.build import build_dataset
+
+    out = tmp_path_factory.mktemp("multi_shards")
+    build_dataset(phantom_dir, out, split="paper", size=SHARD_SIZE, workers=1, seed=0, images_per_shard=16)
+    return out

@@ -1,5 +1,6 @@
-"""Backbones + head (§IV.D, §III.B): forward passes, head activation per loss, trainable layers,
-offline ImageNet failure, loading a weights file."""
+"""Backbones + head (§IV.D, §III.B): uint8 in, the input normalisation inside the model, forward
+passes, head activation per loss, trainable layers, synchronized BatchNorm, offline ImageNet
+failure, loading a weights file."""
 import time
 
 import keras
@@ -10,7 +11,7 @@ from reproduce import models
 from reproduce.config import smoke
 from reproduce.models import ImagenetWeightsUnavailable, build_model
 
-X = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+X = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1)).astype("uint8")
 
 
 def _all_layers(model):
@@ -24,7 +25,8 @@ def _all_layers(model):
 @pytest.mark.parametrize("name", ["vgg16", "resnet50", "densenet121"])
 def test_real_backbones_build_and_run(name):
     model = build_model(smoke().override(model=name, loss="wce"))
-    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 14)
+    assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 14)
+    assert model.inputs[0].dtype == "uint8"
     y = model.predict(X, verbose=0)
     assert y.dtype == np.float32 and np.all((y > 0) & (y < 1))
     # §V fine-tuning: every layer trainable; only BatchNorm running statistics are not trained.
@@ -102,6 +104,59 @@ def test_weights_file_path_loads(tmp_path):
 def test_preprocess_fn_unknown_model():
     with pytest.raises(ValueError, match="unknown model"):
         models.preprocess_fn("alexnet")
+    with pytest.raises(ValueError, match="unknown model"):
+        models.BackboneInput("alexnet")
+
+
+@pytest.mark.parametrize("family, expected", [
+    ("tiny", [128 / 127.5 - 1] * 3),
+    # caffe: RGB→BGR, minus the ImageNet BGR mean (103.939, 116.779, 123.68)
+    ("vgg16", [24.061, 11.221, 4.32]),
+    ("resnet50", [24.061, 11.221, 4.32]),
+    # torch: (128/255 − mean)/std, mean (.485, .456, .406), std (.229, .224, .225)
+    ("densenet121", [0.074065, 0.205183, 0.426494]),
+])
+def test_backbone_input_hand_values(family, expected):
+    x = models.BackboneInput(family)(np.full((1, 2, 2, 1), 128, np.uint8))
+    assert tuple(x.shape) == (1, 2, 2, 3) and x.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(x)[0, 0, 0], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["vgg16", "resnet50", "densenet121", "tiny"])
+def test_backbone_input_equals_the_family_preprocess_input(family):
+    """The layer in the model does what keras.applications.<family>.preprocess_input did on the
+    CPU before (gray copied to RGB, float32): equal to float32 round-off."""
+    images = np.random.default_rng(1).integers(0, 256, (3, 8, 8, 1)).astype("uint8")
+    old = models.preprocess_fn(family)(np.repeat(images.astype("float32"), 3, axis=-1))
+    np.testing.assert_allclose(np.asarray(models.BackboneInput(family)(images)), old, rtol=1e-6, atol=1e-6)
+
+
+def test_predictions_unchanged_by_moving_the_normalisation_into_the_model():
+    """Scores of a model on uint8 images = the same weights fed the old CPU-normalised floats."""
+    model = build_model(smoke().override(model="densenet121", loss="wce"))
+    inner = keras.Model(model.get_layer("backbone_input").output, model.output)
+    old = inner.predict(models.preprocess_fn("densenet121")(np.repeat(X.astype("float32"), 3, -1)), verbose=0)
+    np.testing.assert_allclose(model.predict(X, verbose=0), old, rtol=1e-5, atol=1e-6)
+
+
+def test_synchronized_batchnorm_keeps_weights_and_is_saved(tmp_path):
+    plain = build_model(smoke().override(model="densenet121", loss="wce"))
+    keras.utils.set_random_seed(0)
+    a = build_model(smoke().override(model="densenet121", loss="wce", seed=0))
+    keras.utils.set_random_seed(0)
+    synced = build_model(smoke().override(model="densenet121", loss="wce", seed=0), replicas=2)
+    bns = [layer for layer in _all_layers(synced) if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == 121 and all(layer.synchronized for layer in bns)
+    assert not any(layer.synchronized for layer in _all_layers(plain)
+                   if isinstance(layer, keras.layers.BatchNormalization))
+    for x, y in zip(a.get_weights(), synced.get_weights()):  # clone keeps every weight
+        np.testing.assert_array_equal(x, y)
+    synced.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
+    assert all(layer.synchronized for layer in _all_layers(loaded)
+               if isinstance(layer, keras.layers.BatchNormalization))
+    assert not build_model(smoke().override(model="densenet121", sync_batchnorm=False), replicas=2) \
+        .get_layer("densenet121").get_layer("conv1_bn").synchronized
 
 
 @pytest.mark.slow

@@ -1,7 +1,6 @@
-"""The tf.data pipeline (§IV.B): record order and ids in evaluation, flip only in training,
-seeded determinism, resize only when sizes differ, per-family normalisation, and the element
-functions giving the same result eagerly and inside tf.data."""
-import dataclasses
+"""The tf.data pipeline (§IV.B): uint8 images out, record order and ids in evaluation, flip only in
+training, every epoch a function of (seed, epoch) only, whole batches, resize only when sizes
+differ, and the element functions giving the same result eagerly and inside tf.data."""
 import json
 
 import numpy as np
@@ -25,22 +24,23 @@ def _labels(k):
     return (np.arange(14) % (k + 2) == 0).astype(np.float32)
 
 
-def _write(folder, size=32, encoding="raw", counts=(5, 4), split="test"):
-    """A tiny TFRecord folder + manifest.json in the layout of docs/architecture.md."""
-    shards, k = [], 0
-    for i, n in enumerate(counts):
-        name = SHARD_TEMPLATE.format(split=split, index=i, count=len(counts))
-        with tf.io.TFRecordWriter(str(folder / name)) as writer:
-            for _ in range(n):
-                writer.write(encode_example(_image(k, size), _labels(k), f"{k:08d}_000.png",
-                                            100 + k // 2, encoding))
-                k += 1
-        shards.append({"file": name, "records": n, "sha256": "-"})
+def _write(folder, size=32, encoding="raw", counts=(5, 4), splits=("test", "train")):
+    """A tiny TFRecord folder + manifest.json in the layout of docs/architecture.md; every split
+    holds the same 9 records."""
     manifest = {"size": size, "encoding": encoding, "classes": list(CLASSES),
-                "split": {"method": "paper", "seed": 0},
-                "splits": {split: {"images": k, "patients": (k + 1) // 2,
-                                   "positives": {c: 0 for c in CLASSES}, "shards": shards}},
-                "skipped": []}
+                "split": {"method": "paper", "seed": 0}, "splits": {}, "skipped": []}
+    for split in splits:
+        shards, k = [], 0
+        for i, n in enumerate(counts):
+            name = SHARD_TEMPLATE.format(split=split, index=i, count=len(counts))
+            with tf.io.TFRecordWriter(str(folder / name)) as writer:
+                for _ in range(n):
+                    writer.write(encode_example(_image(k, size), _labels(k), f"{k:08d}_000.png",
+                                                100 + k // 2, encoding))
+                    k += 1
+            shards.append({"file": name, "records": n, "sha256": "-"})
+        manifest["splits"][split] = {"images": k, "patients": (k + 1) // 2,
+                                     "positives": {c: 0 for c in CLASSES}, "shards": shards}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
@@ -51,14 +51,12 @@ def shards(tmp_path_factory):
 
 
 def _cfg(**kw):
-    # dataclasses.replace, not override(): override() ignores None, and steps_per_epoch=None
-    # (no repeat) is what a one-epoch test needs.
-    return dataclasses.replace(smoke(), **{"model": "tiny", "batch_size": 4,
-                                           "steps_per_epoch": None, **kw})
+    return smoke().override(**{"model": "tiny", "batch_size": 4, "val_batch_size": 4,
+                               "steps_per_epoch": None, "epochs": 1, **kw})
 
 
 def _raw(k, size=32):
-    return data.to_model_input(_image(k, size)[..., None], "tiny").numpy()
+    return _image(k, size)[..., None]
 
 
 def test_read_manifest_errors(tmp_path):
@@ -69,13 +67,14 @@ def test_read_manifest_errors(tmp_path):
         data.read_manifest(tmp_path)
     _write(tmp_path)
     (tmp_path / "test-00001-of-00002.tfrecord").unlink()
-    with pytest.raises(data.ManifestError, match="test-00001-of-00002.tfrecord"):
+    with pytest.raises(data.ManifestError, match="test-00001-of-00002.tfrecord: shard of split"):
         data.read_manifest(tmp_path)
 
 
 def test_eval_order_ids_and_last_partial_batch(shards):
     batches = list(data.make_eval_dataset(shards, "test", _cfg()))
     assert [len(b[0]) for b in batches] == [4, 4, 1]  # 9 records, the last one kept
+    assert batches[0][0].dtype == tf.uint8 and batches[0][0].shape[1:] == (32, 32, 1)
     images = np.concatenate([b[0] for b in batches])
     ids = [s.decode() for b in batches for s in b[2].numpy()]
     assert ids == [f"{k:08d}_000.png" for k in range(N_TEST)]  # shard order, then record order
@@ -84,13 +83,11 @@ def test_eval_order_ids_and_last_partial_batch(shards):
                                   [_labels(k) for k in range(N_TEST)])
     # No flip, no shuffle in evaluation, even with horizontal_flip on.
     np.testing.assert_array_equal(images, [_raw(k) for k in range(N_TEST)])
-    # make_dataset(training=False) (Keras validation data): same images, same order, no flip.
-    val = data.make_dataset(shards, "test", _cfg(horizontal_flip=True), training=False)
-    np.testing.assert_array_equal(np.concatenate([x for x, _ in val]), images)
 
 
-def _epoch(shards, cfg):
-    ds = data.make_dataset(shards, "test", cfg, training=True)
+def _epoch(shards, cfg, first_epoch=0):
+    """The batches of epoch `first_epoch`: 9 records, batch 4 → 2 whole batches."""
+    ds = data.training_dataset(shards, cfg.override(epochs=first_epoch + 1), 2, first_epoch)
     return [(x.numpy(), y.numpy()) for x, y in ds]
 
 
@@ -108,7 +105,7 @@ def test_training_flips_shuffles_and_is_seeded(shards):
     cfg = _cfg(horizontal_flip=True, seed=3)
     first = _epoch(shards, cfg)
     matches = [_match(img, True) for x, _ in first for img in x]
-    assert sorted(k for k, _ in matches) == list(range(N_TEST))  # each record once per epoch
+    assert len(matches) == 8 and len({k for k, _ in matches}) == 8  # whole batches, no repeat
     assert any(f for _, f in matches) and not all(f for _, f in matches)
     assert [k for k, _ in matches] != list(range(N_TEST))  # shuffled
     labels = np.concatenate([y for _, y in first])
@@ -117,11 +114,22 @@ def test_training_flips_shuffles_and_is_seeded(shards):
     for (xa, ya), (xb, yb) in zip(first, again):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
-    ds = data.make_dataset(shards, "test", cfg, training=True)
-    epochs = [np.concatenate([x.numpy() for x, _ in ds]) for _ in range(2)]
-    assert not np.array_equal(*epochs)  # reshuffled (and new flips) at every epoch
+    second = _epoch(shards, cfg, first_epoch=1)
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, second))  # a new epoch, new order
     other = _epoch(shards, _cfg(horizontal_flip=True, seed=4))
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+def test_an_epoch_depends_on_seed_and_epoch_only(shards):
+    """Epoch 2 of a run started at epoch 0 equals epoch 2 of a run resumed at epoch 2, and one
+    dataset iterated twice (Keras opens a distributed dataset twice) gives the same batches."""
+    cfg = _cfg(horizontal_flip=True, seed=3, epochs=3)
+    ds = data.training_dataset(shards, cfg, 2)
+    whole = [x.numpy() for x, _ in ds]
+    again = [x.numpy() for x, _ in ds]
+    resumed = [x.numpy() for x, _ in data.training_dataset(shards, cfg, 2, first_epoch=2)]
+    assert len(whole) == 6 and all(np.array_equal(a, b) for a, b in zip(whole, again))
+    assert all(np.array_equal(a, b) for a, b in zip(whole[4:], resumed)) and len(resumed) == 2
 
 
 def test_no_flip_when_disabled_and_cache_changes_nothing(shards):
@@ -133,9 +141,11 @@ def test_no_flip_when_disabled_and_cache_changes_nothing(shards):
 
 
 def test_steps_per_epoch_repeats(shards):
-    ds = data.make_dataset(shards, "test", _cfg(steps_per_epoch=2), training=True)
-    batches = list(ds.take(6))  # 24 images from 9 records: only possible if it repeats
-    assert all(x.shape == (4, 32, 32, 3) and y.shape == (4, 14) for x, y in batches)
+    cfg = _cfg(steps_per_epoch=6)
+    batches = list(data.training_dataset(shards, cfg, 6))  # 24 images from 9 records: it repeats
+    assert len(batches) == 6 and all(x.shape == (4, 32, 32, 1) and y.shape == (4, 14) for x, y in batches)
+    assert data.train_steps(data.read_manifest(shards), cfg) == 6
+    assert data.train_steps(data.read_manifest(shards), _cfg()) == 2  # 9 // 4 whole batches
 
 
 def test_resize_only_when_sizes_differ(tmp_path, monkeypatch):
@@ -155,21 +165,7 @@ def test_resize_only_when_sizes_differ(tmp_path, monkeypatch):
     assert np.all(small.numpy() == 200)  # area averaging of a constant image is that constant
     png = _write(tmp_path, size=40, encoding="png", counts=(3,))
     x = next(iter(data.make_eval_dataset(png, "test", _cfg())))[0]
-    assert x.shape == (3, 32, 32, 3)
-
-
-@pytest.mark.parametrize("family, expected", [
-    ("tiny", [128 / 127.5 - 1] * 3),
-    # caffe: RGB→BGR, minus the ImageNet BGR mean (103.939, 116.779, 123.68)
-    ("vgg16", [24.061, 11.221, 4.32]),
-    ("resnet50", [24.061, 11.221, 4.32]),
-    # torch: (128/255 − mean)/std, mean (.485, .456, .406), std (.229, .224, .225)
-    ("densenet121", [0.074065, 0.205183, 0.426494]),
-])
-def test_preprocess_per_family(family, expected):
-    x = data.to_model_input(np.full((2, 2, 1), 128, np.uint8), family).numpy()
-    assert x.shape == (2, 2, 3) and x.dtype == np.float32
-    np.testing.assert_allclose(x[0, 0], expected, rtol=1e-4, atol=1e-5)
+    assert x.shape == (3, 32, 32, 1)
 
 
 def test_element_functions_eager_equals_tf_data():
@@ -178,7 +174,7 @@ def test_element_functions_eager_equals_tf_data():
 
     def element(serialized, seed):
         image = data.decode_and_resize(serialized, "raw", 40, 32)["image"]
-        return data.to_model_input(data.augment(image, seed), "densenet121")
+        return data.augment(image, seed)
 
     eager = [element(tf.constant(r), tf.constant(s)).numpy() for r, s in zip(records, seeds)]
     ds = tf.data.Dataset.from_tensor_slices((records, np.stack(seeds))).map(element)
