@@ -10,6 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
 LABELS ?= data/labels/Data_Entry_2017_v2020.csv.gz
+EXPERT_LABELS ?= $(dir $(LABELS))google2019_nih-chest-xray-labels.csv.gz
 PHANTOM_DIR ?= data/phantom
 PHANTOM_IMAGES ?= 1200
 DEMO_SHARDS ?= data/phantom_tfrecords
@@ -24,7 +25,7 @@ SEED ?= 0
 PAPER_KEYS := vgg16_wce resnet50_wce densenet121_wce densenet121_ewl
 
 .PHONY: setup test labels phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
-        paper-evaluate paper table1 figure1 ablation bench bench-data bench-train bench-gpu clean-demo
+        paper-evaluate paper table1 figure1 expert ablation bench bench-data bench-train bench-gpu clean-demo
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +41,7 @@ labels: setup
 	$(PY) -m data_prep.fetch_labels --out $(dir $(LABELS))
 
 phantom: labels
-	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(PHANTOM_DIR) --images $(PHANTOM_IMAGES) --seed $(SEED) --workers $(WORKERS)
+	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(PHANTOM_DIR) --images $(PHANTOM_IMAGES) --seed $(SEED) --workers $(WORKERS) --expert-labels $(EXPERT_LABELS)
 
 demo-shards: phantom
 	$(PY) -m data_prep.build --data-dir $(PHANTOM_DIR) --out $(DEMO_SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
@@ -53,6 +54,7 @@ demo-evaluate: demo-train
 
 demo: demo-evaluate
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
+	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(DEMO_OUT) --synthetic
 
 paper-shards: setup
 	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
@@ -70,6 +72,9 @@ table1: setup
 
 figure1: setup
 	$(PY) -m reproduce.report figure1 $(foreach k,$(PAPER_KEYS),--runs $(k)=$(RUNS)/$(k)) --out $(RESULTS)
+
+expert: labels
+	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(RESULTS)
 
 ablation: demo-shards
 	$(PY) -m reproduce.ablation --data $(DEMO_SHARDS) --runs $(DEMO_RUNS) --labels $(LABELS) --out $(DEMO_OUT)

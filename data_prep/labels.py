@@ -1,9 +1,11 @@
-"""Read the ChestX-ray14 label files (both NIH releases) and the bounding-box list.
+"""Read the ChestX-ray14 label files (both NIH releases), the bounding-box list, and the
+radiologists' labels of 4,376 of the same images (Majkowska et al., Radiology 2019).
 
 `Data_Entry_2017.csv` (original release) has 12 columns: its header ends with a comma, and some
 ages are above 100 (recorded in days/months, kept as they are). `Data_Entry_2017_v2020.csv` has 11.
 In both, the bracketed header names contain commas ("OriginalImage[Width,Height]"), so columns
-are taken by position, never by name.
+are taken by position, never by name. The expert file (`google2019_nih-chest-xray-labels.csv`)
+repeats those eleven NIH columns, then adds one YES/NO column per adjudicated finding and `Set Id`.
 """
 from __future__ import annotations
 
@@ -99,4 +101,44 @@ def read_bbox_file(path: str | Path) -> pd.DataFrame:
         raise LabelFileError(f"{path}:{line}: unknown label {df['label'][unknown].iloc[0]!r}")
     for col in ("x", "y", "w", "h"):
         df[col] = pd.to_numeric(df[col]).astype(np.float64)
+    return df
+
+
+# --- the radiologists' labels (Majkowska et al. 2019) ----------------------------------------------
+# The four findings three radiologists adjudicated, spelled as the file's column names.
+EXPERT_FINDINGS = ("Pneumothorax", "Nodule or mass", "Airspace opacity", "Fracture")
+EXPERT_SETS = ("test", "val")  # the file's `Set Id`: Google's own test/validation sets
+_EXPERT_VALUES = {"YES": 1, "NO": 0}
+
+
+def _refuse_first(bad: pd.Series, values: pd.Series, path: Path, what: str) -> None:
+    """One error naming the line (header = line 1) of the first row where `bad` holds."""
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise LabelFileError(f"{path}:{line}: {what}, got {values[bad].iloc[0]!r}")
+
+
+def read_expert_labels(path: str | Path) -> pd.DataFrame:
+    """One row per image: image_index, patient_id, finding_labels (NIH's, as in the file), set_id,
+    and one uint8 column per EXPERT_FINDINGS (1 = the radiologists said YES, 0 = NO)."""
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise LabelFileError(f"{path}: cannot read expert label file ({err})") from err
+    # The NIH columns come first (their bracketed names split in two); the added ones by name.
+    if list(raw.columns[:7]) != _HEADER or not {*EXPERT_FINDINGS, "Set Id"} <= set(raw.columns):
+        raise LabelFileError(f"{path}: not the Google 2019 expert label file (expected columns "
+                             f"{_HEADER[0]!r} … and {', '.join(EXPERT_FINDINGS)}, Set Id)")
+    df = pd.DataFrame({"image_index": raw["Image Index"], "finding_labels": raw["Finding Labels"]})
+    pids = pd.to_numeric(raw["Patient ID"], errors="coerce")
+    _refuse_first(pids.isna(), raw["Patient ID"], path, "Patient ID must be a number")
+    df["patient_id"] = pids.astype(np.int64)
+    df["set_id"] = raw["Set Id"].str.strip()
+    _refuse_first(~df["set_id"].isin(EXPERT_SETS), df["set_id"], path, "Set Id must be test or val")
+    for name in EXPERT_FINDINGS:
+        values = raw[name].str.strip()
+        _refuse_first(~values.isin(list(_EXPERT_VALUES)), values, path, f"{name} must be YES or NO")
+        df[name] = values.map(_EXPERT_VALUES).to_numpy(np.uint8)
+    _refuse_first(df["image_index"].duplicated(), df["image_index"], path, "image listed twice")
     return df

@@ -1,4 +1,5 @@
-"""Evaluation metrics (paper §IV.C: "AUC score is used for model performance measurement").
+"""Evaluation metrics (paper §IV.C: "AUC score is used for model performance measurement"), and
+Cohen's kappa for the agreement of two binary labellings (NIH's text-mined labels vs radiologists).
 
 Pure NumPy / scikit-learn: no TensorFlow import, no printing. Functions take arrays and return
 dicts; callers print and write files.
@@ -240,3 +241,22 @@ def delong_per_class(labels, scores_a, scores_b, class_names) -> dict[str, dict]
             warnings.warn(f"{name}: only one label value in the evaluated set; DeLong test is NaN",
                           DegenerateClassWarning, stacklevel=2)
     return result
+
+
+# --- agreement of two labellings -----------------------------------------------------------------
+# Our choice (not in the paper; reproduce.report.expert): Cohen (1960) kappa, the chance-corrected
+# agreement of NIH's text-mined labels with the radiologists' on the same images. NumPy, not
+# sklearn's cohen_kappa_score, so an undefined kappa is NaN instead of a warning and a 0/0.
+
+
+def cohen_kappa(a, b) -> float:
+    """κ = (p_o − p_e) / (1 − p_e) of two 0/1 vectors: p_o the observed agreement, p_e the
+    agreement expected from the two marginals. NaN when p_e = 1 (both constant and equal)."""
+    a = check_inputs(a, np.zeros(np.shape(a)), "cohen_kappa")[0].ravel()
+    b = check_inputs(b, np.zeros(np.shape(b)), "cohen_kappa")[0].ravel()
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"cohen_kappa: two non-empty vectors of one length needed, got {a.shape}, {b.shape}")
+    observed = float(np.mean(a == b))
+    pa, pb = a.mean(), b.mean()
+    expected = float(pa * pb + (1 - pa) * (1 - pb))
+    return float("nan") if expected == 1.0 else (observed - expected) / (1.0 - expected)

@@ -47,6 +47,15 @@ def real_bbox() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_expert() -> Path:
+    """Google's radiologist labels of 4,376 NIH images (Majkowska et al. 2019)."""
+    path = SHARED_DATA / "google2019_nih-chest-xray-labels.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"expert label file not present at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory, sample_labels) -> Path:
     """A synthetic ChestX-ray14 in the NIH layout, labelled from the real sample."""
     from data_prep.phantom import make_phantom

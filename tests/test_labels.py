@@ -117,3 +117,15 @@ def test_fetch_labels_copies_and_checks(tmp_path, real_labels):
     (out / "BBox_List_2017.csv.gz").write_bytes(b"truncated")
     with pytest.raises(RuntimeError, match="checksum"):
         fetch_labels.fetch_labels(out)
+
+
+def test_fetch_labels_file_by_file(tmp_path, real_labels, real_expert):
+    """A source with only NIH's two files serves them; the expert file comes from the next folder
+    that has it (../shared/data here), and all three are checked."""
+    nih_only = tmp_path / "nih"
+    nih_only.mkdir()
+    for name in ("Data_Entry_2017_v2020.csv.gz", "BBox_List_2017.csv.gz"):
+        (nih_only / name).write_bytes((real_labels.parent / name).read_bytes())
+    out = fetch_labels.fetch_labels(tmp_path / "labels", source=str(nih_only))
+    assert sorted(p.name for p in out.iterdir()) == sorted(fetch_labels.FILES)
+    assert (out / real_expert.name).read_bytes() == real_expert.read_bytes()

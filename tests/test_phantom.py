@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from data_prep import phantom
-from data_prep.labels import read_bbox_file, read_label_file
+from data_prep.labels import EXPERT_FINDINGS, read_bbox_file, read_expert_labels, read_label_file
+from data_prep.phantom import choose, make
+from data_prep.phantom.choose import choose_patients
 from data_prep.schema import CLASSES
-from data_prep.split import official_split, patient_split
+from data_prep.split import OFFICIAL_VAL_FRACTION, cut_patients, official_split, patient_split
 
 
 def _digest(folder):
@@ -124,3 +126,83 @@ def test_cli_bad_labels_is_one_line_error(tmp_path, capsys):
     assert phantom.main(["--labels", str(bad), "--out", str(tmp_path / "o"), "--images", "10"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(bad) in err and err.count("\n") == 1
+
+
+# ---- patients of expert-labelled images (Majkowska et al. 2019) in the paper test split ----------
+def _hand_made_expert(df):
+    """Every image of every third sample patient with <= 6 images 'expert-labelled'; image i of
+    them is YES for finding j when (i + j) % 3 == 0."""
+    sizes = df.groupby("patient_id").size()
+    rows = df[df["patient_id"].isin(sizes[sizes <= 6].index[::3])][["image_index", "patient_id"]].copy()
+    for j, f in enumerate(EXPERT_FINDINGS):
+        rows[f] = ((np.arange(len(rows)) + j) % 3 == 0).astype(np.uint8)
+    return rows.reset_index(drop=True)
+
+
+def _paper_and_official(df, patients, test_patients, seed):
+    sub = df[df["patient_id"].isin(set(patients.tolist()))]
+    test = set(test_patients.tolist())
+    official = {"test": sub[sub["patient_id"].isin(test)]}
+    tv = sub[~sub["patient_id"].isin(test)]
+    val, train = cut_patients(tv["patient_id"].unique(), (OFFICIAL_VAL_FRACTION, 1 - OFFICIAL_VAL_FRACTION), seed)
+    official.update(train=tv[tv["patient_id"].isin(train)], val=tv[tv["patient_id"].isin(val)])
+    return patient_split(sub, seed), official
+
+
+def test_expert_patients_are_wanted_in_the_paper_test_split(sample_labels, monkeypatch):
+    """With a hand-made expert set and shares raised to 1/8 of the images and 1/40 positives per
+    finding (20 and 4 at 160 images), the paper test split gets them; every guarantee holds."""
+    monkeypatch.setattr(choose, "EXPERT_SHARES", (1 / 8, 1 / 40, 1 / 40, 1 / 40, 1 / 40))
+    df = read_label_file(sample_labels)
+    expert = _hand_made_expert(df)
+    found = {}
+    for given in (None, expert):
+        patients, test_patients = choose_patients(df, 160, seed=0, expert=given)
+        paper, official = _paper_and_official(df, patients, test_patients, 0)
+        for splits in (paper, official):  # the usual guarantee holds either way
+            assert all((f[list(CLASSES)].sum() >= 1).all() for f in splits.values())
+        found[given is not None] = expert[expert["image_index"].isin(set(paper["test"]["image_index"]))]
+    assert len(found[True]) >= max(15, 2 * len(found[False]))  # measured: 20 vs 5
+    assert (found[True][list(EXPERT_FINDINGS)].sum() >= 4).all()  # measured: 7, 6, 7, 7
+    again = choose_patients(df, 160, seed=0, expert=expert)
+    assert np.array_equal(again[0], choose_patients(df, 160, seed=0, expert=expert)[0])  # seeded
+
+
+def test_demo_scale_test_split_holds_expert_images(real_labels, real_expert):
+    """`make phantom` (1,200 images, seed 0): >= 30 expert images in the paper test split, with
+    radiologist positives of each finding reproduce.report expert scores (measured: 55; 5/8/18)."""
+    df = read_label_file(real_labels)
+    expert = read_expert_labels(real_expert)
+    patients, test_patients = choose_patients(df, 1200, seed=0, expert=expert)
+    paper, official = _paper_and_official(df, patients, test_patients, 0)
+    for splits in (paper, official):  # the hard floor (measured: >= 3 everywhere)
+        assert all((f[list(CLASSES)].sum() >= 1).all() for f in splits.values())
+    rows = expert[expert["image_index"].isin(set(paper["test"]["image_index"]))]
+    assert len(rows) >= 30
+    assert (rows[["Pneumothorax", "Nodule or mass", "Airspace opacity"]].sum() >= 5).all()
+
+
+def test_cli_expert_labels_counted_in_phantom_json(tmp_path, sample_labels, monkeypatch, capsys):
+    """--expert-labels reaches the patient choice and phantom.json counts expert images per split
+    (drawing is skipped here; it is tested above)."""
+    df = read_label_file(sample_labels)
+    expert = _hand_made_expert(df)
+    path = tmp_path / "google.csv"
+    header = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+              "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],Fracture,Pneumothorax,"
+              "Airspace opacity,Nodule or mass,Set Id\n")
+    order = ["Fracture", "Pneumothorax", "Airspace opacity", "Nodule or mass"]  # the file's column order
+    path.write_text(header + "".join(
+        f"{r.image_index},No Finding,0,{r.patient_id},50,M,PA,1,1,1,1,"
+        + ",".join("YES" if r[f] else "NO" for f in order) + ",test\n" for _, r in expert.iterrows()))
+    monkeypatch.setattr(make, "_render_all", lambda jobs, workers: [])
+    args = ["--labels", str(sample_labels), "--images", "160", "--seed", "0", "--out", str(tmp_path / "p"),
+            "--expert-labels", str(path)]
+    assert phantom.main(args) == 0
+    meta = json.loads((tmp_path / "p" / "phantom.json").read_text())["expert"]
+    made = read_label_file(tmp_path / "p" / "Data_Entry_2017_v2020.csv")
+    test = patient_split(made, 0)["test"]
+    expected = expert[expert["image_index"].isin(set(test["image_index"]))]
+    assert meta["labels"] == "google.csv" and meta["splits"]["paper"]["test"] == {
+        "images": len(expected), **{f: int(expected[f].sum()) for f in EXPERT_FINDINGS}}
+    assert f"test {len(expected)}" in capsys.readouterr().out

@@ -9,17 +9,25 @@ the SAME seed: the Makefile passes $(SEED) to phantom and build) and the officia
 beside the images (~77:23 train_val:test by patient, val = 1/8 of train_val as split.official_split
 cuts it). Swaps keep every other patient's rank in the sorted patient list, so the seeded cut of
 split.py keeps everyone else in place.
+
+Given Google's expert labels (`expert`), the same walk and search also want, in the paper split's
+TEST subset, a share (EXPERT_SHARES) of expert-labelled images and of radiologist positives of each
+finding (a preference, never a hard floor), so `reproduce.report expert` has images to score.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from data_prep.labels import EXPERT_FINDINGS
 from data_prep.schema import CLASSES
 from data_prep.split import OFFICIAL_VAL_FRACTION, PAPER_RATIOS, cut_patients
 
 OFFICIAL_TEST_FRACTION = 0.23  # NIH test_list.txt: ~23% of the images (25,596 of 112,120)
 TARGET_POSITIVES = 3  # our choice: aim for >= 3 positive images per class and subset (hard floor: 1)
+# Our choice: in the paper test split, aim for N/30 expert-labelled images and N/240 radiologist
+# positives of each EXPERT_FINDINGS (40 and 5 at the demo's 1,200: an AUC with a CI; at least 1).
+EXPERT_SHARES = (1 / 30, 1 / 240, 1 / 240, 1 / 240, 1 / 240)
 
 
 class PhantomError(ValueError):
@@ -27,14 +35,29 @@ class PhantomError(ValueError):
 
 
 # ---- patient choice ------------------------------------------------------------------------------
-def _patient_table(df: pd.DataFrame, cap: int):
-    """Sorted patient ids, positive-image counts per class [P, 14], images per patient (<= cap)."""
+def _patient_table(df: pd.DataFrame, cap: int, expert: pd.DataFrame | None):
+    """Sorted patient ids, per patient [P, 14 + E] counts (positive images per class, then, with
+    `expert`, expert-labelled images and radiologist positives per finding), images (<= cap)."""
     grouped = df.groupby("patient_id", sort=True)
     ids = np.asarray(sorted(grouped.groups))
     positives = grouped[list(CLASSES)].sum().loc[ids].to_numpy(np.int64)
+    if expert is not None:
+        rows = expert[expert["image_index"].isin(set(df["image_index"]))]
+        wanted = rows.assign(images=1).groupby("patient_id")[["images", *EXPERT_FINDINGS]].sum()
+        positives = np.hstack([positives, wanted.reindex(ids, fill_value=0).to_numpy(np.int64)])
     images = grouped.size().loc[ids].to_numpy(np.int64)
     keep = images <= cap
     return ids[keep], positives[keep], images[keep]
+
+
+def _wants(n_columns: int, n_images: int):
+    """Per scheme, subset and column [2, 3, C]: the counts aimed for, and which columns have the
+    hard floor of 1 (the 14 classes everywhere; the expert columns only aim, in the paper test)."""
+    want = np.full((2, 3, n_columns), float(TARGET_POSITIVES))
+    want[:, :, len(CLASSES):] = 0
+    shares = np.asarray(EXPERT_SHARES[:n_columns - len(CLASSES)])
+    want[0, 2, len(CLASSES):] = np.maximum(1, np.round(n_images * shares))
+    return want, np.arange(n_columns) < len(CLASSES)
 
 
 def _walk(pos, images, n_keep, rank_subset, targets, widen, rng):
@@ -66,11 +89,12 @@ def _subset_of_rank(n, ratios, seed):
     return out
 
 
-def _construct(pos, images, n_images, target, seed, rng):
+def _construct(pos, images, n_images, target, seed, rng, want):
     """Chosen mask and official-test mask, picked rank by rank so every subset gets positives."""
     n = max(10, round(n_images / images.mean()))
     train_target = max(target, n_images // 100)  # oversample rare findings in train (our choice)
     targets = np.array([train_target, target, target])[:, None] * np.ones(pos.shape[1])
+    targets[:, len(CLASSES):] = want[0, :, len(CLASSES):]  # expert images: paper test only
     kept = _walk(pos, images, n, _subset_of_rank(n, PAPER_RATIOS, seed), targets, (1, 6, 3), rng)
     chosen = np.zeros(len(images), bool)
     chosen[kept] = True
@@ -98,28 +122,28 @@ def _roles(ids, chosen, test, seed):
 
 
 def _counts(pos, roles):
-    out = np.zeros((2, 3, len(CLASSES)), np.int64)
+    out = np.zeros((2, 3, pos.shape[1]), np.int64)
     for s in range(2):
         for k in range(3):
             out[s, k] = pos[roles[s] == k].sum(0)
     return out
 
 
-def _cost(counts):
-    """Empty subset-class cells cost 100, each positive short of TARGET_POSITIVES costs 1."""
-    return 100.0 * (counts == 0).sum(-1) + np.maximum(0, TARGET_POSITIVES - counts).sum(-1)
+def _cost(counts, want, hard):
+    """Empty cells of `hard` columns cost 100, each count short of `want` costs 1."""
+    return 100.0 * ((counts == 0) & hard).sum(-1) + np.maximum(0, want - counts).sum(-1)
 
 
-def _row_delta(counts, roles_p, diff):
-    """Cost change when both schemes' subset rows of patient p gain `diff` [M, 14]."""
+def _row_delta(counts, roles_p, diff, want, hard):
+    """Cost change when both schemes' subset rows of patient p gain `diff` [M, C]."""
     total = 0.0
     for s in range(len(counts)):
-        rows = counts[s, roles_p[s]]  # [M, 14]
-        total = total + _cost(rows + diff) - _cost(rows)
+        rows, aim = counts[s, roles_p[s]], want[s, roles_p[s]]  # [M, C]
+        total = total + _cost(rows + diff, aim, hard) - _cost(rows, aim, hard)
     return total
 
 
-def _best_move(pos, images, chosen, roles, counts, n_images):
+def _best_move(pos, images, chosen, roles, counts, n_images, want, hard):
     """Best rank-keeping move: replace chosen p by an unchosen q lying between p's chosen
     neighbours (q inherits p's subsets), or swap official test/train_val roles of two chosen
     patients adjacent in id order (no train_val patient between them, so no rank moves)."""
@@ -132,13 +156,14 @@ def _best_move(pos, images, chosen, roles, counts, n_images):
         ok = (side >= 0) & (side < len(at))
         p, q = at[side[ok]], free[ok]
         size = np.abs(images[chosen].sum() + images[q] - images[p] - n_images) - excess
-        gains.append(_row_delta(counts, roles[:, p], pos[q] - pos[p]) + 0.01 * size)
+        gains.append(_row_delta(counts, roles[:, p], pos[q] - pos[p], want, hard) + 0.01 * size)
         kinds.append(np.zeros(len(p), bool)), ps.append(p), qs.append(q)
     a, b = at[:-1], at[1:]
     mixed = (roles[1, a] == 2) != (roles[1, b] == 2)
     a, b = np.where(roles[1, a] == 2, b, a)[mixed], np.where(roles[1, a] == 2, a, b)[mixed]
-    gain = _row_delta(counts[1:], roles[1:, a], pos[b] - pos[a])  # a: train_val, b: test
-    gains.append(gain + _row_delta(counts[1:], np.full((1, len(a)), 2), pos[a] - pos[b]))
+    gain = _row_delta(counts[1:], roles[1:, a], pos[b] - pos[a], want[1:], hard)  # a: train_val, b: test
+    gain += _row_delta(counts[1:], np.full((1, len(a)), 2), pos[a] - pos[b], want[1:], hard)
+    gains.append(gain)
     kinds.append(np.ones(len(a), bool)), ps.append(a), qs.append(b)
     gains = np.concatenate(gains)
     if not len(gains) or gains.min() >= -1e-9:
@@ -147,9 +172,9 @@ def _best_move(pos, images, chosen, roles, counts, n_images):
     return bool(np.concatenate(kinds)[i]), int(np.concatenate(ps)[i]), int(np.concatenate(qs)[i])
 
 
-def _polish(pos, images, chosen, test, roles, n_images):
+def _polish(pos, images, chosen, test, roles, n_images, want, hard):
     """Apply the best rank-keeping move until none lowers the cost (in place)."""
-    while (move := _best_move(pos, images, chosen, roles, _counts(pos, roles), n_images)):
+    while (move := _best_move(pos, images, chosen, roles, _counts(pos, roles), n_images, want, hard)):
         exchange, p, q = move
         if not exchange:  # q takes p's place (and subsets)
             chosen[p], chosen[q], test[q], test[p] = False, True, test[p], False
@@ -158,18 +183,20 @@ def _polish(pos, images, chosen, test, roles, n_images):
             test[p], test[q], roles[1, q], roles[1, p] = True, False, roles[1, p], 2
 
 
-def choose_patients(df, n_images, seed, attempts=8):
+def choose_patients(df, n_images, seed, attempts=8, expert=None):
     """Patient ids and official-test patient ids such that the paper split and the official
-    lists both give every class >= 1 positive image in train, val and test."""
+    lists both give every class >= 1 positive image in train, val and test; with `expert`
+    (`read_expert_labels`), patients of expert-labelled images are wanted in the paper test split."""
     rng = np.random.default_rng([seed, 1])
-    ids, pos, images = _patient_table(df, cap=max(16, n_images // 40))
+    ids, pos, images = _patient_table(df, max(16, n_images // 40), expert)
+    want, hard = _wants(pos.shape[1], n_images)
     # Small sets (tests: 160 images from 270 patients) may need fewer positives or more patients.
     for grow, target in ((1.0, TARGET_POSITIVES), (1.0, 2), (1.0, 1), (1.3, 1), (1.6, 1)):
         for _ in range(attempts):
-            chosen, test = _construct(pos, images, round(grow * n_images), target, seed, rng)
+            chosen, test = _construct(pos, images, round(grow * n_images), target, seed, rng, want)
             roles = _roles(ids, chosen, test, seed)
-            _polish(pos, images, chosen, test, roles, round(grow * n_images))
-            if _counts(pos, roles).min() >= 1:
+            _polish(pos, images, chosen, test, roles, round(grow * n_images), want, hard)
+            if _counts(pos, roles)[..., :len(CLASSES)].min() >= 1:
                 return ids[chosen], ids[test & chosen]
     raise PhantomError(f"cannot give every class a positive in every subset with {n_images} images "
                        f"from {df['patient_id'].nunique()} patients; ask for more images")

@@ -1,14 +1,16 @@
 """A synthetic ChestX-ray14 ("phantom") in the NIH layout, labelled with REAL label rows.
 
     python -m data_prep.phantom --labels Data_Entry_2017_v2020.csv.gz --out DIR --images N --seed S
-                                [--strength X] [--workers W]
+                                [--strength X] [--workers W] [--expert-labels google2019_nih-chest-xray-labels.csv.gz]
 
 No NIH image can be downloaded here, so `make demo` runs the whole pipeline on drawn images. DIR gets
 images/<Image Index> (1024² PNG, §IV.A), Data_Entry_2017_v2020.csv (the real lines of the chosen
 images, OriginalImage size set to 1024,1024), train_val_list.txt / test_list.txt, BBox_List_2017.csv
 (one box per drawn finding, NIH format) and phantom.json.
 
-Which patients: `choose.py`. Drawing (`draw.py`, our choice): a chest (body, lungs, ribs, lung
+Which patients: `choose.py`; with `--expert-labels`, it also brings patients of images that
+radiologists labelled (Majkowska et al. 2019) into the paper test split, for `reproduce.report
+expert` (phantom.json counts them per split). Their images are drawn from their NIH labels, as all. Drawing (`draw.py`, our choice): a chest (body, lungs, ribs, lung
 markings, mediastinum, heart, diaphragm) with per-image brightness, contrast, pose and size, drawn at 256² and upscaled, plus 1024² noise.
 Each positive finding adds a signature scaled by `strength` × U(0.5, 1.5) (0 = no signal: the
 image is then byte-identical to the same image without findings). Signatures are >= 1/16 of the
@@ -27,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from data_prep import cli
-from data_prep.labels import class_counts, read_bbox_file, read_label_file
+from data_prep.labels import (EXPERT_FINDINGS, class_counts, read_bbox_file, read_expert_labels,
+                              read_label_file)
 from data_prep.phantom.choose import PhantomError, choose_patients
 from data_prep.phantom.draw import DEFAULT_STRENGTH, SIZE, render
 from data_prep.schema import CLASSES
@@ -86,13 +89,14 @@ def _render_all(jobs, workers):
 
 
 def make_phantom(labels_path, out_dir, n_images: int, seed: int, strength: float = DEFAULT_STRENGTH,
-                 workers: int = 1) -> Path:
+                 workers: int = 1, expert_labels=None) -> Path:
     """Write the phantom ChestX-ray14 into out_dir (see the module docstring); returns out_dir."""
     labels_path, out = Path(labels_path), Path(out_dir)
     if strength < 0:
         raise PhantomError(f"strength must be >= 0, got {strength}")
     df = read_label_file(labels_path)
-    patients, test_patients = choose_patients(df, n_images, seed)
+    expert = read_expert_labels(expert_labels) if expert_labels is not None else None
+    patients, test_patients = choose_patients(df, n_images, seed, expert=expert)
     sub = df[df["patient_id"].isin(set(patients.tolist()))].sort_values("image_index").reset_index(drop=True)
     (out / "images").mkdir(parents=True, exist_ok=True)
     names = sub["image_index"].tolist()
@@ -107,11 +111,21 @@ def make_phantom(labels_path, out_dir, n_images: int, seed: int, strength: float
     rows = [f"{n},{'Infiltrate' if c == 'Infiltration' else c},{x:.3f},{y:.3f},{w:.3f},{h:.3f}"
             for n, c, x, y, w, h in boxes]
     (out / "BBox_List_2017.csv").write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\n" + "".join(r + "\n" for r in rows))
-    _check_and_describe(out, seed, strength, kinds)
+    _check_and_describe(out, seed, strength, kinds, expert, expert_labels)
     return out
 
 
-def _check_and_describe(out: Path, seed, strength, kinds):
+def _expert_block(expert, path, coverage) -> dict:
+    """phantom.json's count of expert-labelled images (and radiologist positives) per split."""
+    def count(frame):
+        rows = expert[expert["image_index"].isin(set(frame["image_index"]))]
+        return {"images": len(rows), **{f: int(rows[f].sum()) for f in EXPERT_FINDINGS}}
+
+    return {"labels": Path(path).name,
+            "splits": {m: {n: count(f) for n, f in s.items()} for m, s in coverage.items()}}
+
+
+def _check_and_describe(out: Path, seed, strength, kinds, expert=None, expert_path=None):
     """Re-read what was written with the package's own readers and splitters; write phantom.json."""
     sub = read_label_file(out / "Data_Entry_2017_v2020.csv")
     read_bbox_file(out / "BBox_List_2017.csv")
@@ -127,6 +141,8 @@ def _check_and_describe(out: Path, seed, strength, kinds):
             "split_positives": {m: {n: class_counts(f) for n, f in s.items()} for m, s in coverage.items()},
             "description": "Synthetic chest radiographs drawn by data_prep.phantom, labelled with real "
                            "ChestX-ray14 rows; not medical images."}
+    if expert is not None:
+        meta["expert"] = _expert_block(expert, expert_path, coverage)
     (out / "phantom.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -139,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
                         help="signal of each drawn finding; 0 = none")
     parser.add_argument("--workers", type=int, default=1, help="processes drawing images")
+    parser.add_argument("--expert-labels", metavar="FILE",
+                        help="google2019_nih-chest-xray-labels.csv[.gz]: bring patients of expert-labelled "
+                             "images into the paper test split (for reproduce.report expert)")
     return parser
 
 
@@ -146,8 +165,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        out = make_phantom(args.labels, args.out, args.images, args.seed, args.strength, args.workers)
+        out = make_phantom(args.labels, args.out, args.images, args.seed, args.strength, args.workers,
+                           args.expert_labels)
         meta = json.loads((out / "phantom.json").read_text())
         print(f"{meta['images']} images of {meta['patients']} patients -> {out} (strength {args.strength})")
+        if "expert" in meta:
+            per = meta["expert"]["splits"]["paper"]
+            print("expert-labelled images, paper split: " + ", ".join(f"{n} {v['images']}" for n, v in per.items()))
 
     return cli.run(body)

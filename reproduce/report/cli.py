@@ -1,6 +1,8 @@
-"""Table I and Figure 1 of Mo & Cai (2019) from prediction CSVs.
+"""Table I and Figure 1 of Mo & Cai (2019) from prediction CSVs, and the same runs against radiologists.
 
     python -m reproduce.report {table1,figure1,all} --runs KEY=RUN [KEY=RUN ...] --out DIR
+                               [--split test] [--synthetic] [--n-resamples 1000] [--seed 0]
+    python -m reproduce.report expert --runs KEY=RUN [KEY=RUN ...] --expert-labels FILE --out DIR
                                [--split test] [--synthetic] [--n-resamples 1000] [--seed 0]
 
 Reads only RUN/predictions_<split>.csv and RUN/config.json of each run (never TensorFlow).
@@ -9,6 +11,9 @@ or any other lower-case name (an ablation run: a column in table1.csv, no paper 
 Writes DIR/table1.csv (layout of the paper's Table I), DIR/table1_comparison.csv, DIR/table1.md,
 DIR/figure1.png/.pdf, DIR/configs/KEY.json and DIR/report_config.json; with --synthetic,
 DIR/DATA_SOURCE.md says so, so no file there can be mistaken for a real-data result.
+`expert` scores the runs on the split's images that radiologists labelled (Majkowska et al. 2019,
+google2019_nih-chest-xray-labels.csv.gz) against both label sets: DIR/expert_auc.csv,
+DIR/expert_agreement.csv, DIR/expert.md (reproduce/report/expert.py).
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from data_prep import cli
 from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path, provenance
 from reproduce import metrics
-from reproduce.report import table1
+from reproduce.report import expert, table1
 from reproduce.report.predictions import (KEY_RE, PAPER_KEYS, ReportError, align_runs,
                                           predictions_path, read_predictions, read_run_config)
 
@@ -44,7 +49,7 @@ def parse_runs(items: list[str]) -> dict[str, Path]:
 
 def build_parser():
     p = cli.make_parser("reproduce.report", __doc__)
-    p.add_argument("what", choices=("table1", "figure1", "all"), help="which output to write")
+    p.add_argument("what", choices=("table1", "figure1", "all", "expert"), help="which output to write")
     p.add_argument("--runs", action="extend", nargs="+", required=True, metavar="KEY=RUN",
                    help=f"run folders, several after one --runs or one per --runs; KEY in "
                         f"{', '.join(PAPER_KEYS)} or an ablation name")
@@ -55,6 +60,8 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (our choice)")
     p.add_argument("--paper-table", type=Path,
                    help="another transcription of the paper's Table I (default: the package's)")
+    p.add_argument("--expert-labels", type=Path, metavar="FILE",
+                   help="expert: google2019_nih-chest-xray-labels.csv[.gz] (make labels fetches it)")
     return p
 
 
@@ -93,30 +100,68 @@ def run_report(args) -> None:
     write_report_config(args.out / "report_config.json", args.what, record)
 
 
+def run_expert(args) -> None:
+    """`expert`: the runs on the split's expert-labelled images, against radiologists and NIH labels."""
+    runs = parse_runs(args.runs)
+    if args.n_resamples < 1:
+        raise ReportError("--n-resamples must be >= 1")
+    labels = expert.read_expert_labels(args.expert_labels)
+    for run in runs.values():
+        read_run_config(run, args.synthetic)
+    frames = {k: read_predictions(run, args.split) for k, run in runs.items()}
+    subsets, rows = expert.expert_subset(frames, runs, labels, args.split, args.expert_labels)
+    n_split = len(next(iter(frames.values())))
+    print(f"{len(rows)} of the {n_split} images of split {args.split!r} have expert labels "
+          f"({rows['patient_id'].nunique()} patients)")
+    results = expert.evaluate_expert(subsets, rows, args.n_resamples, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "configs").mkdir(exist_ok=True)
+    for key, run in runs.items():
+        shutil.copyfile(run / "config.json", args.out / "configs" / f"{key}.json")
+    print(expert.write_expert(results, args.out, args.synthetic, args.split, n_split))
+    record = {
+        "command": "expert", "argv": [_portable_arg(a) for a in args.argv],
+        "runs": {k: portable_path(v) for k, v in runs.items()}, "out": portable_path(args.out),
+        "split": args.split, "synthetic": args.synthetic, "n_resamples": args.n_resamples,
+        "seed": args.seed, "alpha": 0.05, "n_images": len(rows), "n_split_images": n_split,
+        "expert_labels": portable_path(args.expert_labels),
+        "expert_labels_sha256": sha256_file(args.expert_labels),
+        "scores": {f: f"max({', '.join(c)})" for f, c in expert.SCORED.items()},
+        "predictions_sha256": {k: sha256_file(predictions_path(r, args.split)) for k, r in runs.items()},
+        "run_configs": {k: f"configs/{k}.json" for k in runs}, "provenance": provenance(),
+    }
+    write_report_config(args.out / "report_config.json", "expert", record)
+
+
 def _portable_arg(arg: str) -> str:
     key, sep, value = arg.partition("=")
     return f"{key}={portable_path(value)}" if sep and not arg.startswith("-") else portable_path(arg)
 
 
 def write_report_config(path: Path, what: str, record: dict) -> None:
-    """{"table1": args, "figure1": args}: `make table1` then `make figure1` into one DIR keep both."""
+    """{"table1": args, "figure1": args, "expert": args}: `make table1` then `make figure1` (or
+    `expert`) into one DIR keep both."""
     try:
         saved = json.loads(path.read_text()) if path.is_file() else {}
     except json.JSONDecodeError:
         saved = {}
-    saved = {k: v for k, v in saved.items() if k in ("table1", "figure1")} if isinstance(saved, dict) else {}
+    outputs = ("table1", "figure1", "expert")
+    saved = {k: v for k, v in saved.items() if k in outputs} if isinstance(saved, dict) else {}
     for output in (("table1", "figure1") if what == "all" else (what,)):
         saved[output] = record
     path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in report_config.json
+    if args.what == "expert" and args.expert_labels is None:
+        parser.error("expert needs --expert-labels FILE (google2019_nih-chest-xray-labels.csv.gz)")
 
     def body():
         with warnings.catch_warnings():
             warnings.simplefilter("default", metrics.DegenerateClassWarning)
-            run_report(args)
+            (run_expert if args.what == "expert" else run_report)(args)
 
     return cli.run(body)
