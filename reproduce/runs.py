@@ -44,27 +44,25 @@ OWNED = ("--data", "--out", "--model", "--loss", "--preset")
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One run: a key (model_loss), its seed (None: the preset's), its folder, its commands."""
-    key: str
-    seed: int | None
+    """One run: its folder (named KEY or KEY_s<seed>), the argv of each step, the split evaluated."""
     run_dir: Path
     commands: dict  # step -> argv
+    split: str
 
     @property
     def name(self) -> str:
         return self.run_dir.name
 
-    def log(self, step: str, split: str) -> Path:
-        return self.run_dir / ("train.log" if step == "train" else f"evaluate_{split}.log")
+    def log(self, step: str) -> Path:
+        return self.run_dir / ("train.log" if step == "train" else f"evaluate_{self.split}.log")
 
 
 @dataclasses.dataclass
 class Result:
     job: Job
-    failed_step: str | None = None
+    failed_step: str | None = None  # None: every step succeeded
     status: int = 0
     seconds: float = 0.0
-    gpu: str | None = None
 
 
 def parse_key(key: str) -> tuple[str, str]:
@@ -129,7 +127,7 @@ def plan_jobs(args, extra: list[str]) -> list[Job]:
                  *per_run.get(key, []), *per_run.get(run_dir.name, [])]
         evaluate = [sys.executable, "-m", "reproduce.evaluate", "--run", str(run_dir),
                     "--data", str(args.data), "--split", args.split]
-        jobs.append(Job(key, seed, run_dir, {"train": train, "evaluate": evaluate}))
+        jobs.append(Job(run_dir, {"train": train, "evaluate": evaluate}, args.split))
     return jobs
 
 
@@ -142,8 +140,8 @@ def say(text: str) -> None:
 class Runner:
     """Runs jobs' steps as subprocesses; remembers the live ones so Ctrl-C can stop them all."""
 
-    def __init__(self, steps, split: str, stream: bool):
-        self.steps, self.split, self.stream = steps, split, stream
+    def __init__(self, steps, stream: bool):
+        self.steps, self.stream = steps, stream
         self.live: set[subprocess.Popen] = set()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -175,27 +173,27 @@ class Runner:
                     self.live.discard(proc)
 
     def run(self, job: Job, gpu: str | None) -> Result:
-        result, start = Result(job, gpu=gpu), time.monotonic()
+        result, start = Result(job), time.monotonic()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if gpu is not None:  # each process sees only its GPU and takes memory as it needs it
             env.update(CUDA_VISIBLE_DEVICES=gpu, TF_FORCE_GPU_ALLOW_GROWTH="true")
         if "train" not in self.steps and not job.run_dir.is_dir():
             result.failed_step, result.status = "evaluate", 1
-            self.say(finish_line(result, self.split))
+            self.say(finish_line(result))
             return result
         job.run_dir.mkdir(parents=True, exist_ok=True)
         self.say(f"start {job.name}" + (f" on GPU {gpu}" if gpu is not None else "")
-                 + f" ({', '.join(self.steps)}; log {job.log(self.steps[0], self.split)})")
+                 + f" ({', '.join(self.steps)}; log {job.log(self.steps[0])})")
         for step in self.steps:
             if self.stopping.is_set():
                 result.failed_step, result.status = step, 130
                 break
-            status = self.step(job.commands[step], env, job.log(step, self.split))
+            status = self.step(job.commands[step], env, job.log(step))
             if status != 0:
                 result.failed_step, result.status = step, status
                 break
         result.seconds = time.monotonic() - start
-        self.say(finish_line(result, self.split))
+        self.say(finish_line(result))
         return result
 
     def stop(self) -> None:
@@ -205,19 +203,17 @@ class Runner:
                 proc.terminate()
 
 
-def mean_auc_text(job: Job, split: str) -> str:
-    path = job.run_dir / f"metrics_{split}.json"
+def finish_line(result: Result) -> str:
+    """'done RUN in N s, test mean AUC X' (from RUN/metrics_<split>.json) or 'FAILED RUN (step, exit)'."""
+    job = result.job
+    if result.failed_step is not None:
+        return f"FAILED {job.name} ({result.failed_step}, exit {result.status})"
     try:
-        value = json.loads(path.read_text()).get("mean_auc")
+        value = json.loads((job.run_dir / f"metrics_{job.split}.json").read_text()).get("mean_auc")
     except (OSError, json.JSONDecodeError):
-        return ""
-    return f", {split} mean AUC {value:.4f}" if isinstance(value, (int, float)) else ""
-
-
-def finish_line(result: Result, split: str) -> str:
-    if result.failed_step is None:
-        return f"done {result.job.name} in {result.seconds:.0f} s{mean_auc_text(result.job, split)}"
-    return f"FAILED {result.job.name} ({result.failed_step}, exit {result.status})"
+        value = None
+    auc = f", {job.split} mean AUC {value:.4f}" if isinstance(value, (int, float)) else ""
+    return f"done {job.name} in {result.seconds:.0f} s{auc}"
 
 
 def last_error(log: Path) -> str:
@@ -230,20 +226,20 @@ def last_error(log: Path) -> str:
     return (errors or lines or ["empty log"])[-1]
 
 
-def failure_line(result: Result, split: str) -> str:
+def failure_line(result: Result) -> str:
     """One line naming a failed run, the step, its log and the log's error."""
     job, step = result.job, result.failed_step
     if step == "evaluate" and not job.run_dir.is_dir():
         return f"error: run {job.name}: {job.run_dir} does not exist (train it first: --steps train)"
-    log = job.log(step, split)
+    log = job.log(step)
     return (f"error: run {job.name} failed in {step} (exit {result.status}); log {log}: "
             f"{last_error(log)}")
 
 
-def run_jobs(jobs: list[Job], steps, split: str, gpus: list[str]) -> list[Result]:
+def run_jobs(jobs: list[Job], steps, gpus: list[str]) -> list[Result]:
     """Sequentially (no GPUs: streamed), or one job per GPU at a time (logged). Ctrl-C stops
     the running subprocesses and starts no other."""
-    runner = Runner(steps, split, stream=not gpus)
+    runner = Runner(steps, stream=not gpus)
     if not gpus:
         try:
             return [runner.run(job, None) for job in jobs]
@@ -315,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
                 for step in steps:
                     print(f"{job.name} {step}: python {shlex.join(job.commands[step][1:])}")
             return 0
-        results = run_jobs(jobs, steps, args.split, gpus)
+        results = run_jobs(jobs, steps, gpus)
         failed = [r for r in results if r.failed_step is not None]
         for r in failed:
-            print(failure_line(r, args.split), file=sys.stderr)
+            print(failure_line(r), file=sys.stderr)
         say(f"{len(results) - len(failed)} of {len(results)} runs done"
             + (f"; failed: {', '.join(r.job.name for r in failed)}" if failed else ""))
         return 1 if failed else 0

@@ -258,7 +258,21 @@ def test_report_twice_gives_the_same_bytes(seed_runs, tmp_path):
             "table1.md", "figure1.png", "figure1.pdf", "report_config.json",
             "DATA_SOURCE.md"} <= {str(p) for p in first}
     assert b"/CreationDate" not in first[Path("figure1.pdf")]  # a date would differ each run
+    assert _png_chunks(first[Path("figure1.png")]) == ["IHDR", "tEXt", "pHYs", "IDAT", "IEND"]  # no tIME
     assert _report(out, seed_runs, what="all") == 0
     second = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert second.keys() == first.keys()
     assert [str(p) for p in first if first[p] != second[p]] == []
+
+
+def _png_chunks(data: bytes) -> list[str]:
+    """The chunk types of a PNG, in order, each named once (several IDAT are one entry)."""
+    import struct
+
+    names, i = [], 8
+    while i < len(data):
+        length, kind = struct.unpack(">I4s", data[i:i + 8])
+        if not names or names[-1] != kind.decode():
+            names.append(kind.decode())
+        i += 12 + length
+    return names

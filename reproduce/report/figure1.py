@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; works headless
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data_prep.schema import CLASSES  # noqa: E402
@@ -64,9 +65,9 @@ def draw_panel(ax, curves: dict | None, title: str, seed_note: tuple[str, str] =
         auc = "n/a" if np.isnan(c["auc"]) else f"{c['auc']:.3f}"
         ax.plot(c["fpr"], c["tpr"], linewidth=1.3, label=f"{name.replace('_', ' ')} {auc}",
                 **class_style(j))
-    # Drawn last and thin: visible over the curves without hiding them.
-    ax.plot([0, 1], [0, 1], color="0.45", linewidth=0.9, linestyle=(0, (4, 3)), zorder=5,
-            label="chance (AUC 0.5)")
+    # Drawn last, with a thin white halo: visible even where the curves hug the diagonal (panel d).
+    ax.plot([0, 1], [0, 1], color="0.3", linewidth=1.1, linestyle=(0, (4, 3)), zorder=5,
+            label="chance (AUC 0.5)", path_effects=[patheffects.withStroke(linewidth=2.6, foreground="white")])
     mean = metrics.mean_auc({n: curves[n]["auc"] for n in CLASSES})
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, title_fontsize=7.5,
               title=f"AUC{seed_note[0]} (mean {mean:.3f}){seed_note[1]}", frameon=False, handlelength=3.2,

@@ -148,8 +148,8 @@ def seeds_frame(results: dict) -> pd.DataFrame:
 def paired_frame(results: dict) -> pd.DataFrame:
     """One row per pathology (incl. AVE): densenet121_ewl − densenet121_wce paired by seed."""
     paired = results["paired"]
-    frame = pd.DataFrame([{"pathology": name, "seeds": " ".join("?" if s is None else str(s) for s in paired["seeds"]),
-                           **row} for name, row in paired["rows"].items()])
+    text = seeds.seeds_text(paired["seeds"]).replace(",", "")  # "0 1 2"
+    frame = pd.DataFrame([{"pathology": name, "seeds": text, **row} for name, row in paired["rows"].items()])
     for column in [c for c in frame.columns if c.startswith(("n_", "delong_n_"))]:
         frame[column] = frame[column].astype("Int64")  # AVE has no DeLong count: empty cell
     return frame
@@ -226,7 +226,8 @@ def _spread_markdown(results: dict) -> list[str]:
     rows = []
     for key, by_seed in results["seeds"].items():
         ave = results["runs"][key]["mean"]
-        rows.append([key, seeds.seeds_text(by_seed), ", ".join(_num(r["mean"]["auc"]) for r in by_seed.values()),
+        per_seed = ", ".join(_num(r["mean"]["auc"]) for r in by_seed.values())
+        rows.append([key, seeds.seeds_text(by_seed), per_seed,
                      f"{_num(ave['auc'])} ± {_num(ave['sd_over_seeds'])}",
                      _num(ave["max_over_seeds"] - ave["min_over_seeds"])])
     return ["## Spread over training seeds of the mean AUC (AVE)", "",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.schema import CLASSES
-from reproduce.study import relations
+
 
 def plot_ewl_term(path: Path) -> None:
     """−p log p (Eq. (2), one true class) vs −log p (CE): value, d/dp, and d/dz of the true
