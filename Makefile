@@ -23,9 +23,19 @@ RESULTS ?= results
 WORKERS ?= 2
 SEED ?= 0
 PAPER_KEYS := vgg16_wce resnet50_wce densenet121_wce densenet121_ewl
+# make paper SEEDS="0 1 2" GPUS=0,1,2,3: one run per key and seed (RUNS/<key>_s<seed>), one run per
+# GPU at a time (python -m reproduce.runs); unset: one run per key (RUNS/<key>), one after another.
+SEEDS ?=
+GPUS ?=
+RUNS_OPTS = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(GPUS),--gpus $(GPUS))
+# $(call RUN_ARGS,keys,runs folder,seeds): the report's --runs KEY=RUN for every key (and seed).
+RUN_ARGS = $(foreach k,$(1),$(if $(3),$(foreach s,$(3),--runs $(k)=$(2)/$(k)_s$(s)),--runs $(k)=$(2)/$(k)))
+DEMO_SEED_KEYS := densenet121_wce densenet121_ewl
+DEMO_SEEDS ?= 0 1 2
 
 .PHONY: setup test labels phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
-        paper-evaluate paper table1 figure1 expert ablation bench bench-data bench-train bench-gpu clean-demo
+        paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
+        bench-train bench-gpu clean-demo
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,21 +70,29 @@ paper-shards: setup
 	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
 paper-train: paper-shards
-	for key in $(PAPER_KEYS); do $(PY) -m reproduce.train --data $(SHARDS) --model $${key%_*} --loss $${key##*_} --preset paper --out $(RUNS)/$$key || exit 1; done
+	$(PY) -m reproduce.runs --steps train --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)
 
-paper-evaluate: paper-train
-	for key in $(PAPER_KEYS); do $(PY) -m reproduce.evaluate --run $(RUNS)/$$key --data $(SHARDS) --split test || exit 1; done
+paper-evaluate: paper-shards
+	$(PY) -m reproduce.runs --steps evaluate --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)
 
-paper: paper-evaluate
+paper: paper-shards
+	$(PY) -m reproduce.runs --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)
 
 table1: setup
-	$(PY) -m reproduce.report table1 $(foreach k,$(PAPER_KEYS),--runs $(k)=$(RUNS)/$(k)) --out $(RESULTS)
+	$(PY) -m reproduce.report table1 $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
 
 figure1: setup
-	$(PY) -m reproduce.report figure1 $(foreach k,$(PAPER_KEYS),--runs $(k)=$(RUNS)/$(k)) --out $(RESULTS)
+	$(PY) -m reproduce.report figure1 $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
+
+# Seed noise: DenseNet121 wce and ewl at the demo preset for seeds 0 1 2 (~25 min on 2 cores; not part of make demo).
+demo-seeds-runs: demo-shards
+	$(PY) -m reproduce.runs --data $(DEMO_SHARDS) --preset demo --runs-dir $(DEMO_RUNS) --keys $(DEMO_SEED_KEYS) --seeds $(DEMO_SEEDS) $(if $(GPUS),--gpus $(GPUS))
+
+demo-seeds: demo-seeds-runs
+	$(PY) -m reproduce.report all $(call RUN_ARGS,$(DEMO_SEED_KEYS),$(DEMO_RUNS),$(DEMO_SEEDS)) --out $(DEMO_OUT)/seeds --synthetic
 
 expert: labels
-	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(RESULTS)
+	$(PY) -m reproduce.report expert $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --expert-labels $(EXPERT_LABELS) --out $(RESULTS)
 
 ablation: demo-shards
 	$(PY) -m reproduce.ablation --data $(DEMO_SHARDS) --runs $(DEMO_RUNS) --labels $(LABELS) --out $(DEMO_OUT)

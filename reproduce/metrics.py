@@ -119,6 +119,40 @@ def bootstrap_auc_ci(labels, scores, patient_ids, class_names, n_resamples: int 
     "n_resamples", "seed", "alpha", "n_patients", "n_images", "method"}."""
     labels, scores = check_inputs(labels, scores, "bootstrap_auc_ci")
     point = roc_auc_per_class(labels, scores, class_names)  # validates shapes, warns on degenerate
+    boot, n_patients = _bootstrap_resamples(labels, scores, patient_ids, class_names, point,
+                                            n_resamples, seed)
+    return _summarise_bootstrap(boot, point, class_names, alpha, seed, n_patients, labels.shape[0])
+
+
+def bootstrap_auc_ci_runs(labels, scores_by_run, patient_ids, class_names, n_resamples: int = 1000,
+                          seed: int = 0, alpha: float = 0.05) -> dict:
+    """`bootstrap_auc_ci` of several runs scored on the same images (e.g. one run per training
+    seed), and of their mean AUC per class. Every run is scored on the same patient resamples
+    (they depend only on `seed` and the patients), so a resample's mean over runs is the
+    seed-averaged AUC of that resampled test set: its CI is test-set sampling of the mean, and
+    adds nothing for training randomness (the spread over runs says that).
+    Returns {"runs": [bootstrap_auc_ci result per run], "mean_over_runs": the same layout, each
+    auc the mean over runs (its "mean" = Table I's AVE of those means = the mean of the runs' AVEs)}."""
+    if not len(scores_by_run):
+        raise ValueError("bootstrap_auc_ci_runs: no runs")
+    points, boots, runs = [], [], []
+    for scores in scores_by_run:
+        labels, scores = check_inputs(labels, scores, "bootstrap_auc_ci_runs")
+        point = roc_auc_per_class(labels, scores, class_names)
+        boot, n_patients = _bootstrap_resamples(labels, scores, patient_ids, class_names, point,
+                                                n_resamples, seed)
+        points.append(point)
+        boots.append(boot)
+        runs.append(_summarise_bootstrap(boot, point, class_names, alpha, seed, n_patients, labels.shape[0]))
+    # Same labels in every run: a class is undefined (NaN) in all runs or in none.
+    mean_point = {name: float(np.mean([p[name] for p in points])) for name in class_names}
+    mean = _summarise_bootstrap(np.mean(boots, axis=0), mean_point, class_names, alpha, seed,
+                                n_patients, labels.shape[0])
+    return {"runs": runs, "mean_over_runs": mean}
+
+
+def _bootstrap_resamples(labels, scores, patient_ids, class_names, point, n_resamples, seed):
+    """([n_resamples, n_classes] AUCs of the patient resamples (NaN: class undefined), n_patients)."""
     patient_ids = np.asarray(patient_ids)
     if patient_ids.shape != (labels.shape[0],):
         raise ValueError(f"patient_ids {patient_ids.shape} must be [N={labels.shape[0]}]")
@@ -134,7 +168,7 @@ def bootstrap_auc_ci(labels, scores, patient_ids, class_names, n_resamples: int 
         for j, order in enumerate(orders):
             if np.isfinite(point[class_names[j]]):
                 boot[b, j] = _weighted_auc(sorted_y[j], groups[j], weights[order])
-    return _summarise_bootstrap(boot, point, class_names, alpha, seed, patients.size, labels.shape[0])
+    return boot, patients.size
 
 
 def _summarise_bootstrap(boot, point, class_names, alpha, seed, n_patients, n_images) -> dict:

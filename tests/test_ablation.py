@@ -130,3 +130,64 @@ def test_figure_only(tmp_path):
     assert ablation.main(["--figure-only", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "ewl_term.png").stat().st_size > 10_000
     assert not (tmp_path / "ablation.csv").exists()
+
+
+# --- regressions (issue 11, part 5; issue 13, part 7) ----------------------------------------------
+def _exact_auc_frame(k_of_class) -> pd.DataFrame:
+    """40 images, class j positive on the 10 with (i + j) % 4 == 0; positive p scores above exactly
+    c_p of the 30 negatives with Σ c_p = k → AUC k/300 exactly, no ties."""
+    i = np.arange(40)
+    y = ((i[:, None] + np.arange(14)[None, :]) % 4 == 0).astype(int)
+    scores = np.empty(y.shape)
+    for j in range(14):
+        k = k_of_class(j)
+        c = np.full(10, k // 10) + (np.arange(10) < k % 10)
+        scores[y[:, j] == 0, j] = (np.arange(30) + 1) / 100
+        scores[y[:, j] == 1, j] = (c + 0.5) / 100
+    df = pd.DataFrame({"image_index": [f"{k:08d}_000.png" for k in i], "patient_id": i // 2})
+    for j, c in enumerate(CLASSES):
+        df[f"label_{c}"] = y[:, j]
+    for j, c in enumerate(CLASSES):
+        df[f"score_{c}"] = scores[:, j]
+    return df
+
+
+def test_ablation_row_per_class_comparison_columns():
+    """Baseline AUC 0.5 everywhere; the reading: classes 0–4 AUC 0.99 (better), 5–7 AUC 0.10
+    (worse, and below one half), 8–13 the baseline's own scores (p = 1)."""
+    base = _exact_auc_frame(lambda j: 150)
+    other = _exact_auc_frame(lambda j: 297 if j < 5 else 30 if j < 8 else 150)
+    row = ablation.ablation_row("softmax_ce", other, base, n_resamples=20, seed=0)
+    p = {c: row[f"p_{c}"] for c in CLASSES}
+    assert all(p[c] < 0.05 for c in CLASSES[:8])
+    assert all(p[c] == 1.0 for c in CLASSES[8:])  # identical scores: z = 0
+    assert (row["n_better"], row["n_worse"], row["n_auc_below_half"]) == (5, 3, 3)
+    assert row["auc_Atelectasis"] == pytest.approx(0.99) and row["auc_Fibrosis"] == pytest.approx(0.1)
+    assert row["reading"] == ablation.READING_TEXT["softmax_ce"]
+    same = ablation.ablation_row("wce", base, base, n_resamples=20, seed=0)  # the baseline itself
+    assert all(np.isnan(same[f"p_{c}"]) for c in CLASSES)
+    assert (same["n_better"], same["n_worse"], same["n_auc_below_half"]) == (0, 0, 0)
+
+
+def test_label_relations_figure_one_scale_labelled_bars_reference_caption():
+    from reproduce.study import plots
+
+    rng = np.random.default_rng(0)
+    phi = cooccurrence.phi_matrix((rng.random((200, 14)) < 0.3).astype(int))
+    matrices = {loss: cooccurrence.column_correlation(rng.normal(size=(50, 14))) for loss in ("wce", "ewl")}
+    rows = [{"loss": "test labels (reference)", "agreement_with_real_labels": 0.42},
+            {"loss": "wce", "agreement_with_real_labels": -0.07},
+            {"loss": "ewl", "agreement_with_real_labels": 0.13}]
+    fig = plots.relations_figure(phi, matrices, rows, "SYNTHETIC")
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(images) == 3 and {im.get_clim() for im in images} == {(-1.0, 1.0)}  # one scale
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colorbars) == 1
+    bars = next(ax for ax in fig.axes if ax.patches)
+    assert [t.get_text() for t in bars.texts] == ["+0.42", "-0.07", "+0.13"]  # labelled bars
+    assert [t.get_text() for t in bars.get_yticklabels()] == [r["loss"] for r in rows]
+    caption = fig.get_supxlabel()
+    assert "Reference bar" in caption and "test split's own labels" in caption
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("data_prep", "reproduce", "bench")
 # Modules that must never import TensorFlow or Keras at load time, directly or through others:
 # report and metrics run where no model and no GPU exist (README: report never needs a model).
-TF_FREE = ("reproduce.report", "reproduce.metrics", "reproduce.study.relations", "data_prep.cli",
+# reproduce.runs: the orchestrator must hold no GPU itself (its subprocesses do the training).
+TF_FREE = ("reproduce.report", "reproduce.metrics", "reproduce.runs", "reproduce.study.relations", "data_prep.cli",
            "data_prep.provenance", "data_prep.labels", "data_prep.split")
 
 

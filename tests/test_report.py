@@ -1,6 +1,7 @@
 """reproduce.report: Table I / Figure 1 from prediction CSVs with known AUCs, bad inputs, and the
 CLI end to end in a subprocess (which must never import TensorFlow)."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,8 +98,10 @@ def test_table1_layout_matches_paper_table(table_out):
 def test_comparison_csv_columns_and_delong(table_out, runs):
     comp = pd.read_csv(table_out / "table1_comparison.csv")
     assert (comp["data"] == "synthetic").all()
-    assert comp.columns.tolist() == ["data", "pathology", "run", "paper", "ours", "ci_low", "ci_high",
-                                     "ours_minus_paper", "delong_p_ewl_vs_wce", "n_resamples_used"]
+    assert comp.columns.tolist() == ["data", "pathology", "run", "paper", "ours", "sd_over_seeds",
+                                     "n_seeds", "ci_low", "ci_high", "ours_minus_paper",
+                                     "delong_p_ewl_vs_wce", "n_resamples_used"]
+    assert (comp["n_seeds"] == 1).all() and comp["sd_over_seeds"].isna().all()  # one run per key
     assert len(comp) == 3 * 15
     row = comp[(comp.pathology == "Hernia") & (comp.run == "densenet121_ewl")].iloc[0]
     assert row.paper == 0.9637  # Table I, Hernia, DenseNet121 proposed loss
@@ -229,3 +232,72 @@ def test_cli_bad_input_subprocess_one_line(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+# --- regressions (issue 11, part 5; issue 13, part 7) ----------------------------------------------
+FOUR = {**TARGETS, "resnet50_wce": lambda j: 230 - j}
+
+
+def test_table1_four_keys_in_shuffled_order_keep_the_paper_layout(tmp_path):
+    for key, target in FOUR.items():
+        write_run(tmp_path / key, key, target)
+    shuffled = ["densenet121_ewl", "vgg16_wce", "densenet121_wce", "resnet50_wce"]
+    assert report.main(_args(tmp_path, tmp_path / "out", keys=shuffled)) == 0
+    lines = (tmp_path / "out" / "table1.csv").read_text().splitlines()
+    assert lines[0] == "pathology,vgg16_wce,resnet50_wce,densenet121_wce,densenet121_ewl"
+    assert [line.split(",")[0] for line in lines[1:]] == read_paper_table().index.tolist()
+    assert len(lines) == 16 and lines[-1].startswith("AVE,")
+    cells = [c for line in lines[1:] for c in line.split(",")[1:]]
+    assert len(cells) == 60 and all(re.fullmatch(r"0\.\d{4}", c) for c in cells), cells
+    assert lines[8] == f"Hernia,{207 / 300:.4f},{223 / 300:.4f},{224 / 300:.4f},{247 / 300:.4f}"
+
+
+def test_figure1_panels_titles_curves_and_styles():
+    from reproduce.report import figure1 as figures
+
+    y = _labels()
+    curves = {key: metrics.roc_curve_per_class(
+        y, np.stack([_scores(y[:, j], target(j)) for j in range(14)], axis=1), CLASSES)
+        for key, target in FOUR.items()}
+    fig = figures.figure1(curves, "t")
+    axes = fig.axes
+    assert len(axes) == 4
+    assert [ax.get_title()[:3] for ax in axes] == ["(a)", "(b)", "(c)", "(d)"]
+    assert [ax.get_title() for ax in axes] == [title for _, title in figures.PANELS]
+    fig.canvas.draw()
+    styles = []
+    for ax in axes:
+        lines = [line for line in ax.get_lines() if not line.get_label().startswith("chance")]
+        assert len(lines) == 14  # one curve per class
+        chance = [line for line in ax.get_lines() if line.get_label().startswith("chance")]
+        assert len(chance) == 1 and chance[0].get_zorder() > max(line.get_zorder() for line in lines)
+        styles.append([(line.get_color(), line.get_label().rsplit(" ", 1)[0]) for line in lines])
+        legend = ax.get_legend()
+        assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # outside: hides no curve
+    assert all(s == styles[0] for s in styles)  # a class looks the same in every panel
+    assert [name for _, name in styles[0]] == [c.replace("_", " ") for c in CLASSES]
+    assert [c for c, _ in styles[0]] == [figures.class_style(j)["color"] for j in range(14)]
+    assert len({c for c, _ in styles[0]}) == 14  # colour unique per class
+    assert len({str(figures.class_style(j)["linestyle"]) for j in range(14)}) == 14  # line style too
+    figures.plt.close(fig)
+
+
+def test_class_without_positives_is_na_not_nan(tmp_path):
+    y = _labels()
+    for key, target in TARGETS.items():
+        df = write_run(tmp_path / key, key, target)
+        df["label_Hernia"] = 0  # no positives in this test set
+        df.to_csv(tmp_path / key / "predictions_test.csv", index=False)
+    with pytest.warns(metrics.DegenerateClassWarning, match="Hernia"):  # says which class
+        assert report.main(_args(tmp_path, tmp_path / "out", what="all")) == 0
+    md = (tmp_path / "out" / "table1.md").read_text()
+    hernia = next(line for line in md.splitlines() if line.startswith("| Hernia |"))
+    assert hernia.count("n/a (no positives)") == 3 and "nan" not in hernia.lower()
+    for name in ("table1.csv", "table1_comparison.csv", "table1_seeds.csv"):
+        text = (tmp_path / "out" / name).read_text()
+        assert "nan" not in text.lower(), name
+    table = (tmp_path / "out" / "table1.csv").read_text().splitlines()
+    assert next(line for line in table if line.startswith("Hernia,")) == "Hernia,,,"
+    ave = pd.read_csv(tmp_path / "out" / "table1.csv", index_col="pathology").loc["AVE", "vgg16_wce"]
+    assert ave == pytest.approx(round(np.mean([200 + j for j in range(14) if j != 7]) / 300, 4))
+    assert y[:, 7].sum() == 10  # the constructed labels did have positives before

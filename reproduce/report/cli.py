@@ -8,12 +8,16 @@
 Reads only RUN/predictions_<split>.csv and RUN/config.json of each run (never TensorFlow).
 KEY is one of Table I's own columns (vgg16_wce, resnet50_wce, densenet121_wce, densenet121_ewl)
 or any other lower-case name (an ablation run: a column in table1.csv, no paper value, no panel).
-Writes DIR/table1.csv (layout of the paper's Table I), DIR/table1_comparison.csv, DIR/table1.md,
-DIR/figure1.png/.pdf, DIR/configs/KEY.json and DIR/report_config.json; with --synthetic,
-DIR/DATA_SOURCE.md says so, so no file there can be mistaken for a real-data result.
+The same KEY given several times means several training seeds of that run (each run's seed is its
+config.json `seed`): table1.csv then holds the mean over seeds (`reproduce.report.seeds`).
+Writes DIR/table1.csv (layout of the paper's Table I), DIR/table1_comparison.csv,
+DIR/table1_seeds.csv, DIR/table1_ewl_vs_wce.csv, DIR/table1.md, DIR/figure1.png/.pdf,
+DIR/configs/RUN.json and DIR/report_config.json; with --synthetic, DIR/DATA_SOURCE.md says so, so
+no file there can be mistaken for a real-data result.
 `expert` scores the runs on the split's images that radiologists labelled (Majkowska et al. 2019,
 google2019_nih-chest-xray-labels.csv.gz) against both label sets: DIR/expert_auc.csv,
-DIR/expert_agreement.csv, DIR/expert.md (reproduce/report/expert.py).
+DIR/expert_agreement.csv, DIR/expert.md (reproduce/report/expert.py); a key with several seeds
+is scored run by run (KEY_s<seed>).
 """
 from __future__ import annotations
 
@@ -27,21 +31,22 @@ from data_prep import cli
 from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path, provenance
 from reproduce import metrics
-from reproduce.report import expert, table1
-from reproduce.report.predictions import (KEY_RE, PAPER_KEYS, ReportError, align_runs,
-                                          predictions_path, read_predictions, read_run_config)
+from reproduce.report import expert, seeds, table1
+from reproduce.report.predictions import (KEY_RE, PAPER_KEYS, ReportError, predictions_path,
+                                          read_predictions, read_run_config)
 
 
-def parse_runs(items: list[str]) -> dict[str, Path]:
-    """`KEY=RUN` strings → {key: run dir}, Table I's keys in the paper's order; bad or repeated keys fail."""
-    runs: dict[str, Path] = {}
+def parse_runs(items: list[str]) -> dict[str, list[Path]]:
+    """`KEY=RUN` strings → {key: [run dirs]}, Table I's keys in the paper's order; a key given
+    several times (one run per training seed) keeps its runs in the order given."""
+    runs: dict[str, list[Path]] = {}
     for item in items:
         key, sep, path = item.partition("=")
         if not sep or not path or not KEY_RE.match(key):
             raise ReportError(f"--runs {item!r}: expected KEY=RUN with KEY like {PAPER_KEYS[0]}")
-        if key in runs:
-            raise ReportError(f"--runs: key {key!r} given twice")
-        runs[key] = Path(path)
+        if Path(path) in runs.get(key, []):
+            raise ReportError(f"--runs: {key}={path} given twice")
+        runs.setdefault(key, []).append(Path(path))
     # Table I's column order for the paper's runs, then any ablation runs in the order given.
     order = [k for k in PAPER_KEYS if k in runs] + [k for k in runs if k not in PAPER_KEYS]
     return {k: runs[k] for k in order}
@@ -52,7 +57,8 @@ def build_parser():
     p.add_argument("what", choices=("table1", "figure1", "all", "expert"), help="which output to write")
     p.add_argument("--runs", action="extend", nargs="+", required=True, metavar="KEY=RUN",
                    help=f"run folders, several after one --runs or one per --runs; KEY in "
-                        f"{', '.join(PAPER_KEYS)} or an ablation name")
+                        f"{', '.join(PAPER_KEYS)} or an ablation name; a KEY given several times "
+                        "= one run per training seed")
     p.add_argument("--out", required=True, type=Path, help="folder for the tables and figures")
     p.add_argument("--split", default="test", help="which predictions_<split>.csv to read")
     p.add_argument("--synthetic", action="store_true", help="runs used the phantom: say so everywhere")
@@ -66,19 +72,22 @@ def build_parser():
 
 
 def run_report(args) -> None:
-    runs = parse_runs(args.runs)
+    groups = parse_runs(args.runs)
     if args.n_resamples < 1:
         raise ReportError("--n-resamples must be >= 1")
     paper = table1.read_paper_table(args.paper_table)
-    for run in runs.values():
-        read_run_config(run, args.synthetic)
-    frames = {k: read_predictions(run, args.split) for k, run in runs.items()}
-    aligned = align_runs(frames, runs, args.split)
+    configs = {run: read_run_config(run, args.synthetic) for paths in groups.values() for run in paths}
+    runs = seeds.group_by_seed(groups, configs)  # {key: {seed: run}}
+    frames = {k: {s: read_predictions(run, args.split) for s, run in by_seed.items()}
+              for k, by_seed in runs.items()}
+    aligned = seeds.align_seed_runs(frames, runs, args.split)
+    labelled = {seeds.run_label(k, s, len(by_seed)): run for k, by_seed in runs.items()
+                for s, run in by_seed.items()}  # KEY, or KEY_s<seed> for a key with several seeds
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "configs").mkdir(exist_ok=True)
-    for key, run in runs.items():
-        shutil.copyfile(run / "config.json", args.out / "configs" / f"{key}.json")
-    n_images = len(next(iter(aligned.values())))
+    for label, run in labelled.items():
+        shutil.copyfile(run / "config.json", args.out / "configs" / f"{label}.json")
+    n_images = len(next(iter(next(iter(aligned.values())).values())))
     if args.what in ("table1", "all"):
         results = table1.evaluate_runs(aligned, args.n_resamples, args.seed)
         print(table1.write_table1(results, paper, args.out, args.synthetic, args.split))
@@ -89,25 +98,27 @@ def run_report(args) -> None:
             print(f"wrote {path}")
     record = {
         "command": args.what, "argv": [_portable_arg(a) for a in args.argv],
-        "runs": {k: portable_path(v) for k, v in runs.items()},
+        "runs": {k: portable_path(v) for k, v in labelled.items()},
+        "seeds": {k: list(by_seed) for k, by_seed in runs.items()},
         "out": portable_path(args.out), "split": args.split, "synthetic": args.synthetic,
         "n_resamples": args.n_resamples, "seed": args.seed, "alpha": 0.05,
         "paper_table": portable_path(args.paper_table) if args.paper_table else
         f"reproduce/report/{table1.PAPER_TABLE}", "n_images": n_images,
-        "predictions_sha256": {k: sha256_file(predictions_path(r, args.split)) for k, r in runs.items()},
-        "run_configs": {k: f"configs/{k}.json" for k in runs}, "provenance": provenance(),
+        "predictions_sha256": {k: sha256_file(predictions_path(r, args.split)) for k, r in labelled.items()},
+        "run_configs": {k: f"configs/{k}.json" for k in labelled}, "provenance": provenance(),
     }
     write_report_config(args.out / "report_config.json", args.what, record)
 
 
 def run_expert(args) -> None:
     """`expert`: the runs on the split's expert-labelled images, against radiologists and NIH labels."""
-    runs = parse_runs(args.runs)
+    groups = parse_runs(args.runs)
     if args.n_resamples < 1:
         raise ReportError("--n-resamples must be >= 1")
     labels = expert.read_expert_labels(args.expert_labels)
-    for run in runs.values():
-        read_run_config(run, args.synthetic)
+    configs = {run: read_run_config(run, args.synthetic) for paths in groups.values() for run in paths}
+    runs = {seeds.run_label(k, s, len(by_seed)): run
+            for k, by_seed in seeds.group_by_seed(groups, configs).items() for s, run in by_seed.items()}
     frames = {k: read_predictions(run, args.split) for k, run in runs.items()}
     subsets, rows = expert.expert_subset(frames, runs, labels, args.split, args.expert_labels)
     n_split = len(next(iter(frames.values())))

@@ -110,6 +110,7 @@ def align_runs(frames: dict[str, pd.DataFrame], runs: dict[str, Path], split: st
                               f"{len(a & b)} in common")
         same_labels = np.array_equal(ref[LABEL_COLUMNS].to_numpy(float), df[LABEL_COLUMNS].to_numpy(float))
         if not same_labels or not np.array_equal(ref["patient_id"].to_numpy(), df["patient_id"].to_numpy()):
-            raise ReportError(f"runs {ref_key} and {key}: same images but different labels/patient ids")
+            raise ReportError(f"runs {ref_key} ({runs[ref_key]}) and {key} ({runs[key]}): same images "
+                              "but different labels/patient ids")
         out[key] = df
     return out

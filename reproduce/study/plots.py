@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.schema import CLASSES
-from reproduce.study import relations
+
 
 def plot_ewl_term(path: Path) -> None:
     """−p log p (Eq. (2), one true class) vs −log p (CE): value, d/dp, and d/dz of the true
@@ -43,40 +43,68 @@ SHORT = ("Atel", "Card", "Cons", "Edem", "Effu", "Emph", "Fibr", "Hern", "Infi",
          "PlTh", "Pnia", "Ptx")  # axis labels, CLASSES order
 
 
-def _heatmap(fig, ax, matrix, title, vmax):
+def _heatmap(ax, matrix, title):
+    """One matrix on the figure's one colour scale (−1 … 1, `_SCALE`); the diagonal is blank."""
     off = np.where(np.eye(len(CLASSES), dtype=bool), np.nan, matrix)  # diagonal is 1 by definition
-    im = ax.imshow(off, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    im = ax.imshow(off, **_SCALE)
     ax.set_title(title, fontsize=9)
     ax.set_xticks(range(len(CLASSES)), SHORT, rotation=90, fontsize=6)
     ax.set_yticks(range(len(CLASSES)), SHORT, fontsize=6)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    return im
+
+
+# Our choice: one colour scale for every panel, so equal colours mean equal values everywhere
+# (the real-label phi values are small, |phi| <= ~0.2, and look pale on it: that is the point).
+_SCALE = {"cmap": "RdBu_r", "vmin": -1.0, "vmax": 1.0}
+CAPTION = ("r = Pearson correlation between a panel's 91 off-diagonal entries and those of the REAL "
+           "label file's phi (top left). Reference bar: r of the phi of the test split's own labels, "
+           "i.e. what score correlations mirroring the test labels exactly would reach.\n"
+           "One colour scale (−1 … 1) for every panel; the diagonal (1 by definition) is blank.")
 
 
 def plot_relations(label_phi, matrices: dict, rows: list, path: Path, data_note: str) -> None:
-    """Real-label phi, each loss's score correlations, and the one number per loss as bars."""
+    """`relations_figure` → `path` (PNG, 110 dpi)."""
+    import matplotlib.pyplot as plt
+
+    fig = relations_figure(label_phi, matrices, rows, data_note)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def relations_figure(label_phi, matrices: dict, rows: list, data_note: str):
+    """Real-label phi, each loss's score correlations (one colour scale, one colour bar), and the
+    one number per loss as labelled bars beside the test labels' own (the reference)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cols = 4
     n_rows = (len(matrices) + 2 + cols - 1) // cols
-    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.6 * n_rows), squeeze=False,
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.6 * n_rows + 0.6), squeeze=False,
                              layout="constrained")
     flat = list(axes.flat)
-    # Real phi values are small (|phi| <= ~0.2), so that panel gets its own colour scale.
-    _heatmap(fig, flat[0], label_phi, "REAL label file: phi", float(np.nanmax(np.abs(
-        relations.off_diagonal(label_phi)))))
+    im = _heatmap(flat[0], label_phi, "REAL label file: phi (what r compares with)")
     for ax, (loss, row) in zip(flat[1:], zip(matrices, rows[1:])):
-        _heatmap(fig, ax, matrices[loss], f"{loss}: score corr., r = "
-                 f"{row['agreement_with_real_labels']:.2f}", 1.0)
-    bars = flat[len(matrices) + 1]
-    names = [row["loss"].replace(" (reference)", "") for row in rows]
-    bars.barh(names, [row["agreement_with_real_labels"] for row in rows], color="tab:gray")
-    bars.axvline(0, color="k", lw=0.6)
-    bars.invert_yaxis()
-    bars.set(xlim=(-1, 1), title="r vs real phi (one number per loss)")
+        _heatmap(ax, matrices[loss], f"{loss}: score correlation, r = "
+                 f"{row['agreement_with_real_labels']:.2f}")
+    _bars(flat[len(matrices) + 1], rows)
     for ax in flat[len(matrices) + 2:]:
         ax.axis("off")
-    fig.suptitle(f"Label relations, {data_note}: r = Pearson r of the 91 off-diagonal entries")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.colorbar(im, ax=flat[:len(matrices) + 1], shrink=0.6, label="phi (labels) / Pearson r (scores)")
+    fig.suptitle(f"Label relations, {data_note}")
+    fig.supxlabel(CAPTION, fontsize=8.5, x=0.01, ha="left")
+    return fig
+
+
+def _bars(ax, rows: list) -> None:
+    """r per loss as horizontal bars, each labelled with its value; the reference bar in black."""
+    names = [row["loss"] for row in rows]
+    values = [row["agreement_with_real_labels"] for row in rows]
+    colours = ["black" if "reference" in name else "tab:gray" for name in names]
+    bars = ax.barh(names, values, color=colours)
+    ax.bar_label(bars, labels=[f"{v:+.2f}" for v in values], padding=3, fontsize=8)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set(xlim=(-1, 1), xlabel="r with the real label file's phi",
+           title="r per loss (black: the reference)")

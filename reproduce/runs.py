@@ -1,0 +1,326 @@
+"""Train and evaluate Table I's runs: every KEY × seed, one after another or one per GPU at a time.
+
+    python -m reproduce.runs --data SHARDS --preset paper --runs-dir runs
+        --keys vgg16_wce resnet50_wce densenet121_wce densenet121_ewl
+        [--seeds 0 1 2] [--gpus 0,1,2,3] [--split test] [--steps train evaluate]
+        [--run-options RUN=OPTIONS ...] [--dry-run] [-- extra reproduce.train options]
+
+(`make paper [SEEDS="0 1 2"] [GPUS=0,1,2,3]`, `make demo-seeds`.) KEY is <model>_<loss>. Each run
+is `python -m reproduce.train` then `python -m reproduce.evaluate --split SPLIT`, run as
+subprocesses through their own CLIs, into RUNS/<key> (no --seeds) or RUNS/<key>_s<seed> (with
+--seeds; `--seed <seed>` goes to train, which records it in RUN/config.json). A finished run is
+not retrained (train sees it is complete and says so); evaluation is redone (it is cheap).
+
+Without --gpus: one run after the other, output streamed to the terminal and appended to
+RUN/train.log and RUN/evaluate_<split>.log. With --gpus: one run per listed GPU at a time, each
+process seeing only its GPU (CUDA_VISIBLE_DEVICES) with memory growth on
+(TF_FORCE_GPU_ALLOW_GROWTH), its output only in those logs, one status line per start and finish
+here. A failed run does not stop the others; at the end, one `error:` line per failed run names
+it and its log, and the exit status is 1. This process never imports TensorFlow, so it holds no
+GPU itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from data_prep import cli
+from reproduce.config import MODELS, PRESETS
+from reproduce.report.predictions import KEY_RE
+
+STEPS = ("train", "evaluate")
+# The options this program sets itself for every run; given after `--` they would contradict it.
+OWNED = ("--data", "--out", "--model", "--loss", "--preset")
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One run: its folder (named KEY or KEY_s<seed>), the argv of each step, the split evaluated."""
+    run_dir: Path
+    commands: dict  # step -> argv
+    split: str
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def log(self, step: str) -> Path:
+        return self.run_dir / ("train.log" if step == "train" else f"evaluate_{self.split}.log")
+
+
+@dataclasses.dataclass
+class Result:
+    job: Job
+    failed_step: str | None = None  # None: every step succeeded
+    status: int = 0
+    seconds: float = 0.0
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """'densenet121_ewl' → ('densenet121', 'ewl'); the loss may hold underscores (ewl_neg)."""
+    model, _, loss = key.partition("_")
+    if not KEY_RE.match(key) or model not in MODELS or not loss:
+        raise ValueError(f"--keys {key!r}: expected <model>_<loss> with model one of "
+                         f"{', '.join(MODELS)} (e.g. densenet121_ewl)")
+    return model, loss
+
+
+def parse_gpus(text: str | None) -> list[str]:
+    """'0,1,2,3' → ['0', '1', '2', '3']; each listed once."""
+    if text is None:
+        return []
+    gpus = [g.strip() for g in text.split(",")]
+    if not all(gpus) or len(set(gpus)) != len(gpus):
+        raise ValueError(f"--gpus {text!r}: expected distinct GPU ids separated by commas, e.g. 0,1,2,3")
+    return gpus
+
+
+def check_train_options(options: list[str], seeds: list[int] | None, where: str) -> None:
+    """Refuse options that would contradict what this program sets for every run."""
+    names = {o.split("=", 1)[0] for o in options if o.startswith("--")}
+    owned = sorted(names & set(OWNED + (("--seed",) if seeds else ())))
+    if owned:
+        raise ValueError(f"{where}: {', '.join(owned)} is set by reproduce.runs for every run "
+                         "(use --keys, --seeds, --runs-dir, --data, --preset)")
+
+
+def parse_run_options(items: list[str], names: set[str], seeds) -> dict[str, list[str]]:
+    """RUN=OPTIONS (RUN a key or a run folder name, OPTIONS shell-quoted) → {RUN: [options]}."""
+    options = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in names:
+            raise ValueError(f"--run-options {item!r}: expected RUN=OPTIONS with RUN one of "
+                             f"{', '.join(sorted(names))}")
+        options[name] = shlex.split(text)
+        check_train_options(options[name], seeds, f"--run-options {name}")
+    return options
+
+
+def plan_jobs(args, extra: list[str]) -> list[Job]:
+    """One Job per (seed, key), seed-major: with --gpus the first seed of every key runs first."""
+    if len(set(args.keys)) != len(args.keys):
+        raise ValueError("--keys: a key is listed twice")
+    if args.seeds and len(set(args.seeds)) != len(args.seeds):
+        raise ValueError("--seeds: a seed is listed twice")
+    check_train_options(extra, args.seeds, "options after --")
+    pairs = [(key, seed) for seed in (args.seeds or [None]) for key in args.keys]
+    dirs = {(k, s): args.runs_dir / (k if s is None else f"{k}_s{s}") for k, s in pairs}
+    names = set(args.keys) | {d.name for d in dirs.values()}
+    per_run = parse_run_options(args.run_options or [], names, args.seeds)
+    jobs = []
+    for key, seed in pairs:
+        model, loss = parse_key(key)
+        run_dir = dirs[key, seed]
+        train = [sys.executable, "-m", "reproduce.train", "--data", str(args.data), "--model", model,
+                 "--loss", loss, "--preset", args.preset, "--out", str(run_dir),
+                 *([] if seed is None else ["--seed", str(seed)]), *extra,
+                 *per_run.get(key, []), *per_run.get(run_dir.name, [])]
+        evaluate = [sys.executable, "-m", "reproduce.evaluate", "--run", str(run_dir),
+                    "--data", str(args.data), "--split", args.split]
+        jobs.append(Job(run_dir, {"train": train, "evaluate": evaluate}, args.split))
+    return jobs
+
+
+# --- running ---------------------------------------------------------------------------------------
+def say(text: str) -> None:
+    """One status line on the terminal: `[runs] HH:MM:SS text`."""
+    print(f"[runs] {time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+class Runner:
+    """Runs jobs' steps as subprocesses; remembers the live ones so Ctrl-C can stop them all."""
+
+    def __init__(self, steps, stream: bool):
+        self.steps, self.stream = steps, stream
+        self.live: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            say(text)
+
+    def step(self, argv: list[str], env: dict, log: Path) -> int:
+        """One subprocess; its output appended to `log` (and, streaming, to the terminal)."""
+        with open(log, "a", encoding="utf-8", errors="replace") as fh:
+            fh.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(argv[1:])}"
+                     f" (CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', 'unset')})\n")
+            fh.flush()
+            out = subprocess.PIPE if self.stream else fh
+            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    text=True, errors="replace")
+            with self.lock:
+                self.live.add(proc)
+            try:
+                if self.stream:  # tee: the terminal as before, and the log
+                    for line in proc.stdout:
+                        sys.stdout.write(line)
+                        sys.stdout.flush()
+                        fh.write(line)
+                return proc.wait()
+            finally:
+                with self.lock:
+                    self.live.discard(proc)
+
+    def run(self, job: Job, gpu: str | None) -> Result:
+        result, start = Result(job), time.monotonic()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if gpu is not None:  # each process sees only its GPU and takes memory as it needs it
+            env.update(CUDA_VISIBLE_DEVICES=gpu, TF_FORCE_GPU_ALLOW_GROWTH="true")
+        if "train" not in self.steps and not job.run_dir.is_dir():
+            result.failed_step, result.status = "evaluate", 1
+            self.say(finish_line(result))
+            return result
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        self.say(f"start {job.name}" + (f" on GPU {gpu}" if gpu is not None else "")
+                 + f" ({', '.join(self.steps)}; log {job.log(self.steps[0])})")
+        for step in self.steps:
+            if self.stopping.is_set():
+                result.failed_step, result.status = step, 130
+                break
+            status = self.step(job.commands[step], env, job.log(step))
+            if status != 0:
+                result.failed_step, result.status = step, status
+                break
+        result.seconds = time.monotonic() - start
+        self.say(finish_line(result))
+        return result
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            for proc in self.live:
+                proc.terminate()
+
+
+def finish_line(result: Result) -> str:
+    """'done RUN in N s, test mean AUC X' (from RUN/metrics_<split>.json) or 'FAILED RUN (step, exit)'."""
+    job = result.job
+    if result.failed_step is not None:
+        return f"FAILED {job.name} ({result.failed_step}, exit {result.status})"
+    try:
+        value = json.loads((job.run_dir / f"metrics_{job.split}.json").read_text()).get("mean_auc")
+    except (OSError, json.JSONDecodeError):
+        value = None
+    auc = f", {job.split} mean AUC {value:.4f}" if isinstance(value, (int, float)) else ""
+    return f"done {job.name} in {result.seconds:.0f} s{auc}"
+
+
+def last_error(log: Path) -> str:
+    """The log's last `error:` line (the CLIs' one-line errors), else its last line."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["empty log"])[-1]
+
+
+def failure_line(result: Result) -> str:
+    """One line naming a failed run, the step, its log and the log's error."""
+    job, step = result.job, result.failed_step
+    if step == "evaluate" and not job.run_dir.is_dir():
+        return f"error: run {job.name}: {job.run_dir} does not exist (train it first: --steps train)"
+    log = job.log(step)
+    return (f"error: run {job.name} failed in {step} (exit {result.status}); log {log}: "
+            f"{last_error(log)}")
+
+
+def run_jobs(jobs: list[Job], steps, gpus: list[str]) -> list[Result]:
+    """Sequentially (no GPUs: streamed), or one job per GPU at a time (logged). Ctrl-C stops
+    the running subprocesses and starts no other."""
+    runner = Runner(steps, stream=not gpus)
+    if not gpus:
+        try:
+            return [runner.run(job, None) for job in jobs]
+        except KeyboardInterrupt:
+            runner.stop()
+            raise
+    free: queue.Queue = queue.Queue()
+    for gpu in gpus:
+        free.put(gpu)
+
+    def on_free_gpu(job):
+        gpu = free.get()
+        try:
+            return runner.run(job, gpu)
+        finally:
+            free.put(gpu)
+
+    with ThreadPoolExecutor(max_workers=len(gpus)) as pool:
+        futures = [pool.submit(on_free_gpu, job) for job in jobs]
+        try:
+            return [f.result() for f in futures]
+        except KeyboardInterrupt:
+            runner.stop()
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def build_parser():
+    p = cli.make_parser("reproduce.runs", __doc__)
+    p.add_argument("--data", required=True, type=Path, help="TFRecord folder of data_prep.build")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="training preset of every run")
+    p.add_argument("--runs-dir", required=True, type=Path, help="folder of the run folders")
+    p.add_argument("--keys", required=True, action="extend", nargs="+", metavar="KEY",
+                   help="runs to make, <model>_<loss>, e.g. vgg16_wce densenet121_ewl")
+    p.add_argument("--seeds", action="extend", nargs="+", type=int, metavar="SEED",
+                   help="one run per key and seed, in RUNS/<key>_s<seed> (default: one run per key, "
+                        "RUNS/<key>, the preset's seed)")
+    p.add_argument("--gpus", help="GPU ids, comma-separated: one run per GPU at a time "
+                                  "(default: one run after another, on what TensorFlow finds)")
+    p.add_argument("--split", default="test", help="the split reproduce.evaluate predicts")
+    p.add_argument("--steps", action="extend", nargs="+", choices=STEPS, metavar="STEP",
+                   help="train, evaluate or both (default: both, train first)")
+    p.add_argument("--run-options", action="extend", nargs="+", metavar="RUN=OPTIONS",
+                   help="extra reproduce.train options for one key or one run folder name, "
+                        "shell-quoted, e.g. 'vgg16_wce=--batch-size 16'")
+    p.add_argument("--dry-run", action="store_true", help="print each run's commands and stop")
+    return p
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(this program's options, reproduce.train options after `--`)."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def main(argv: list[str] | None = None) -> int:
+    own, extra = split_argv(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(own)
+    steps = [s for s in STEPS if s in (args.steps or STEPS)]  # train always before evaluate
+
+    def body():
+        jobs = plan_jobs(args, extra)
+        gpus = parse_gpus(args.gpus)
+        if args.dry_run:
+            for job in jobs:
+                for step in steps:
+                    print(f"{job.name} {step}: python {shlex.join(job.commands[step][1:])}")
+            return 0
+        results = run_jobs(jobs, steps, gpus)
+        failed = [r for r in results if r.failed_step is not None]
+        for r in failed:
+            print(failure_line(r), file=sys.stderr)
+        say(f"{len(results) - len(failed)} of {len(results)} runs done"
+            + (f"; failed: {', '.join(r.job.name for r in failed)}" if failed else ""))
+        return 1 if failed else 0
+
+    return cli.run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
