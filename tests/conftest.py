@@ -1,8 +1,9 @@
-"""Shared fixtures: the committed label-file sample, the real NIH file when present, and a tiny
-synthetic ChestX-ray14 (phantom) with its TFRecords, built once per test session."""
+"""Shared fixtures: the committed label-file sample, the real NIH label files (fetched like
+`make labels` does when not already in data/labels/), and a tiny synthetic ChestX-ray14 (phantom)
+with its TFRecords, built once per test session."""
 import os
 
-# Before any TensorFlow import (README: oneDNN gives +15–65% on these AMD CPUs).
+# Before any TensorFlow import (data_prep.quiet sets the same defaults when a package loads).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -11,7 +12,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 TEST_DATA = Path(__file__).parent / "data"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
 
 # Tiny-scale constants used by several test modules.
 PHANTOM_IMAGES = 160
@@ -30,29 +31,37 @@ def sample_bbox() -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_labels() -> Path:
-    """The full real label file; tests that need it skip where ../shared is absent."""
-    path = SHARED_DATA / "Data_Entry_2017_v2020.csv.gz"
-    if not path.is_file():
-        pytest.skip(f"real label file not present at {path}")
-    return path
+def real_label_dir() -> Path:
+    """The real NIH label files and Google's expert labels, from where `make labels` keeps them:
+    data/labels/, else fetched there by the same code (`data_prep.fetch_labels`: ../shared/data
+    beside the checkout, or the torchxrayvision wheel from PyPI, SHA-256 checked). A machine that
+    can do neither skips the tests that need them, saying why."""
+    from data_prep.fetch_labels import FILES, fetch_labels
+
+    target = ROOT / "data" / "labels"
+    if not all((target / name).is_file() for name in FILES):
+        try:
+            fetch_labels(target)
+        except (RuntimeError, OSError) as err:
+            pytest.skip(f"real label files not available: {err}")
+    return target
 
 
 @pytest.fixture(scope="session")
-def real_bbox() -> Path:
-    path = SHARED_DATA / "BBox_List_2017.csv.gz"
-    if not path.is_file():
-        pytest.skip(f"real bbox file not present at {path}")
-    return path
+def real_labels(real_label_dir) -> Path:
+    """The full real label file (112,120 images)."""
+    return real_label_dir / "Data_Entry_2017_v2020.csv.gz"
 
 
 @pytest.fixture(scope="session")
-def real_expert() -> Path:
+def real_bbox(real_label_dir) -> Path:
+    return real_label_dir / "BBox_List_2017.csv.gz"
+
+
+@pytest.fixture(scope="session")
+def real_expert(real_label_dir) -> Path:
     """Google's radiologist labels of 4,376 NIH images (Majkowska et al. 2019)."""
-    path = SHARED_DATA / "google2019_nih-chest-xray-labels.csv.gz"
-    if not path.is_file():
-        pytest.skip(f"expert label file not present at {path}")
-    return path
+    return real_label_dir / "google2019_nih-chest-xray-labels.csv.gz"
 
 
 @pytest.fixture(scope="session")

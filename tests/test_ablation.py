@@ -132,7 +132,7 @@ def test_figure_only(tmp_path):
     assert not (tmp_path / "ablation.csv").exists()
 
 
-# --- regressions (issue 11, part 5; issue 13, part 7) ----------------------------------------------
+# --- regressions: layouts, figure panels and styles, no-positive classes -----------------------------
 def _exact_auc_frame(k_of_class) -> pd.DataFrame:
     """40 images, class j positive on the 10 with (i + j) % 4 == 0; positive p scores above exactly
     c_p of the 30 negatives with Σ c_p = k → AUC k/300 exactly, no ties."""

@@ -234,7 +234,7 @@ def test_cli_bad_input_subprocess_one_line(tmp_path):
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
-# --- regressions (issue 11, part 5; issue 13, part 7) ----------------------------------------------
+# --- regressions: layouts, figure panels and styles, no-positive classes -----------------------------
 FOUR = {**TARGETS, "resnet50_wce": lambda j: 230 - j}
 
 

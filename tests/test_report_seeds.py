@@ -1,4 +1,4 @@
-"""reproduce.report over several training seeds (issue 14): constructed predictions whose every
+"""reproduce.report over several training seeds: constructed predictions whose every
 per-seed AUC is known exactly (k concordant pairs of 300), so mean, sd, the paired difference and
 its t-interval are checked against hand-computed numbers; the layout of table1_seeds.csv and
 table1_ewl_vs_wce.csv; the refusals; Figure 1's seed note; and byte-identical regeneration."""

@@ -3,7 +3,7 @@
 The paper reports one training run per Table I cell (§IV.D) and reads 0.8430 vs 0.8004 (mean AUC)
 as Eq. (2)'s gain. A cell also moves when nothing but the training seed changes, which the
 patient-bootstrap CIs do not capture (they are test-set sampling only). So the report accepts the
-same KEY several times, one run per seed (issue 14), and here:
+same KEY several times, one run per seed, and here:
 
 - `group_by_seed`: each run's seed is its config.json `seed`; two runs of one key with the same
   seed, or that differ in anything but the seed, are refused;
