@@ -38,8 +38,9 @@ DEMO_SEEDS ?= 0 1 2
         bench-train bench-gpu clean-demo
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
+	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~2.7 GB; a few minutes, once)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --upgrade pip && $(PY) -m pip install --progress-bar on -e '.[test]'
 	touch $@
 
 setup: $(VENV)/.setup-stamp

@@ -137,11 +137,11 @@ def train_steps(manifest: dict, config, workers: int = 1) -> int:
     must take the same number of steps)."""
     if config.steps_per_epoch:
         return config.steps_per_epoch
-    entries = shard_entries(".", "train", manifest)
-    if any(e["records"] is None for e in entries):
+    shards = manifest["splits"]["train"].get("shards")
+    if not shards:  # a manifest without shard lists: one count for the whole split
         counts = [split_size(manifest, "train")]
     else:
-        counts = [sum(e["records"] for e in worker_shards(entries, w, workers)) for w in range(workers)]
+        counts = [sum(int(s["records"]) for s in worker_shards(shards, w, workers)) for w in range(workers)]
     steps = min(counts) // (config.batch_size // workers)
     if steps < 1:
         raise ValueError(f"the training split ({min(counts)} images per worker) is smaller than "

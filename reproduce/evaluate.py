@@ -148,6 +148,8 @@ def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None 
     model = load_checkpoint(run_dir / f"{checkpoint}.keras", config)
     manifest = read_manifest(data_dir)
     verify_shards(data_dir, manifest, [split], checksums=verify_checksums)
+    print(f"{run_dir}: predicting the {split} split with {checkpoint}.keras, then "
+          f"{BOOTSTRAP_RESAMPLES} patient-bootstrap resamples ...", flush=True)
     try:
         labels, scores, ids, pids = predict_split(make_eval_dataset(data_dir, split, config),
                                                   compiled_forward(model))

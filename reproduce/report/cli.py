@@ -89,6 +89,8 @@ def run_report(args) -> None:
         shutil.copyfile(run / "config.json", args.out / "configs" / f"{label}.json")
     n_images = len(next(iter(next(iter(aligned.values())).values())))
     if args.what in ("table1", "all"):
+        print(f"Table I: {len(labelled)} run(s) on {n_images} images, {args.n_resamples} "
+              "patient-bootstrap resamples ...", flush=True)
         results = table1.evaluate_runs(aligned, args.n_resamples, args.seed)
         print(table1.write_table1(results, paper, args.out, args.synthetic, args.split))
     if args.what in ("figure1", "all"):
