@@ -6,7 +6,8 @@ input's. y_c is the class's score *before* the head's sigmoid (Eq. (1)) or softm
 Selvaraju et al. take the score before the softmax: with a softmax, a probability's gradient also
 carries every other class. Our head is global average pooling + Dense, so where the block is the
 backbone's output (ResNet50, DenseNet121) this heatmap is exactly the class activation map that
-Wang et al. 2017 (the paper's [5]) threshold into boxes, up to a positive factor.
+Wang et al. 2017 (the paper's [5]) threshold into boxes, up to a positive factor; `relu=False`
+gives that map before the ReLU (what reproduce.localize boxes, as Wang et al. normalise the CAM).
 
 The block is found by name (`CAM_LAYERS`: verified against keras.applications in
 tests/test_gradcam.py), for any other backbone (tests' "tiny", a custom one) as the last layer
@@ -24,6 +25,7 @@ from keras import ops
 # convolution (before its max pool, at twice the pool's resolution), ResNet50's last residual
 # block output, DenseNet121's final BatchNorm + ReLU (what global average pooling reads).
 CAM_LAYERS = {"vgg16": "block5_conv3", "resnet50": "conv5_block3_out", "densenet121": "relu"}
+BATCH = 32  # images per backward pass
 _POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
             keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 
@@ -81,12 +83,21 @@ class GradCAM:
         maps = ops.cast(maps, "float32")
         grads = ops.cast(tape.gradient(score, maps), "float32")
         weights = ops.mean(grads, axis=(1, 2), keepdims=True)  # α_k
-        cam = ops.relu(ops.sum(weights * maps, axis=-1, keepdims=True))
-        return ops.image.resize(cam, self._size, interpolation="bilinear")[..., 0]
+        cam = ops.sum(weights * maps, axis=-1, keepdims=True)
+        both = ops.concatenate([ops.relu(cam), cam], axis=-1)  # Grad-CAM, and without its ReLU
+        return ops.image.resize(both, self._size, interpolation="bilinear")
 
-    def __call__(self, images, classes) -> np.ndarray:
-        images = ops.convert_to_tensor(np.asarray(images), "uint8")
-        classes = ops.convert_to_tensor(np.asarray(classes, np.int32), "int32")
-        if images.shape[0] != classes.shape[0]:
-            raise ValueError(f"{images.shape[0]} images but {classes.shape[0]} classes")
-        return np.asarray(self._compiled(images, classes), np.float32)
+    def __call__(self, images, classes, relu: bool = True) -> np.ndarray:
+        """`relu=False`: the map before Grad-CAM's ReLU, i.e. Σ α_k A^k, negative where the maps
+        argue against the class; with our head it is the CAM that Wang et al. min-max normalise
+        (used by reproduce.localize: with the ReLU, a class with no positive evidence anywhere —
+        most classes of an image — has an all-zero map that points nowhere)."""
+        images, classes = np.asarray(images, np.uint8), np.asarray(classes, np.int32)
+        if len(images) != len(classes):
+            raise ValueError(f"{len(images)} images but {len(classes)} classes")
+        # A backward pass keeps every activation: BATCH at a time bounds the memory (our choice,
+        # the training batch of §IV.B, which the paper's GPU held with its gradients).
+        chunks = [np.asarray(self._compiled(images[k:k + BATCH], classes[k:k + BATCH]))
+                  for k in range(0, len(images), BATCH)]
+        both = np.concatenate(chunks) if chunks else np.zeros((0, *self._size, 2), np.float32)
+        return both[..., 0 if relu else 1]

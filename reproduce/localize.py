@@ -7,11 +7,13 @@ localization (the paper's reference [5]; its Tables 4, 7 and 19), for trained Ta
 
 For every image of split --split of the TFRecord folder DATA that has boxes in BBOX_CSV (NIH's
 BBox_List_2017.csv[.gz]: 984 boxes, 8 classes; or the phantom's, one box per drawn finding), the
-Grad-CAM heatmap (`reproduce.gradcam`) of each boxed class becomes one box
+Grad-CAM heatmap (`reproduce.gradcam`, before its ReLU: the CAM Wang et al. box) of each
+boxed class becomes one box
 (`reproduce.report.localization.heatmap_box`), scored by IoU and IoBB against each true box of
 that class. The images come from the same TFRecords and pipeline as `reproduce.evaluate`'s.
 Writes DIR/localization.csv (per run and class: boxes, accuracy at IoU and IoBB > 0.1, 0.25,
-0.5, 0.75, 0.9, Wang et al.'s published accuracy beside ours), DIR/localization_boxes.csv (every
+0.5, 0.75, 0.9, Wang et al.'s published accuracy beside ours; and the reference run
+`whole_image`, one box covering the whole image), DIR/localization_boxes.csv (every
 true box with its predicted box, IoU, IoBB), DIR/localization.png (examples: image, heatmap, true
 and predicted box, IoU) and DIR/localization_config.json. A Grad-CAM box is not a detector's
 box: README "Use a trained model".
@@ -71,13 +73,16 @@ def predicted_boxes(model, images: dict, pairs: list, threshold: float, batch: i
     from reproduce.gradcam import GradCAM
 
     gradcam, boxes, heatmaps = GradCAM(model), {}, {}
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start:start + batch]
-        maps = gradcam(np.stack([images[i] for i, _ in chunk]), [CLASSES.index(c) for _, c in chunk])
-        for pair, heatmap in zip(chunk, maps):
-            boxes[pair] = loc.heatmap_box(heatmap, threshold)
-            if pair in keep:
-                heatmaps[pair] = heatmap
+    with cli.progress(total=len(pairs), desc="heatmaps", unit="map") as bar:
+        for start in range(0, len(pairs), batch):
+            chunk = pairs[start:start + batch]
+            maps = gradcam(np.stack([images[i] for i, _ in chunk]), [CLASSES.index(c) for _, c in chunk],
+                           relu=False)  # Wang et al.'s CAM, min-max normalised by heatmap_box
+            for pair, heatmap in zip(chunk, maps):
+                boxes[pair] = loc.heatmap_box(heatmap, threshold)
+                if pair in keep:
+                    heatmaps[pair] = heatmap
+            bar.update(len(chunk))
     return boxes, heatmaps
 
 
@@ -130,6 +135,9 @@ def run_localize(args) -> None:
         scored[name], shown[name], examples, bbox = localize_run(run, args, bbox, examples)
         tables.append(loc.comparison(loc.accuracy_table(scored[name]), wang, name, data))
         print(summary_line(name, tables[-1]))
+    reference = loc.score_boxes(bbox, loc.whole_image_boxes(bbox))
+    tables.append(loc.comparison(loc.accuracy_table(reference), wang, loc.REFERENCE, data))
+    print(summary_line(f"{loc.REFERENCE} (reference: one box = the whole image)", tables[-1]))
     write_outputs(args, pd.concat(tables, ignore_index=True), scored,
                   grid_examples(examples, scored, shown), configs, data)
 

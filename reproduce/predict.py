@@ -141,6 +141,8 @@ def write_cams(predictor, images, scores, names, cam_dir: Path, top_k: int) -> N
     maps = predictor.heatmaps(np.stack([images[i] for i, _ in pairs]), [c for _, c in pairs])
     for (i, c), heatmap in zip(pairs, maps):
         title = f"{names[i]}: {CLASSES[c]}, p = {scores[i, c]:.3f} (rank {list(top[i]).index(c) + 1})"
+        if not heatmap.any():  # Grad-CAM's ReLU left nothing: no place raises this class's score
+            title += "\nGrad-CAM zero everywhere: no positive evidence"
         write_overlay(images[i][..., 0], heatmap, title, cam_dir / f"{names[i]}_{CLASSES[c]}.png")
 
 

@@ -55,8 +55,11 @@ def test_heatmap_of_a_hand_built_model_equals_its_hand_computed_value():
     expected = np.zeros((SIZE, SIZE))
     expected[4:12, 20:28] = 2 / SIZE**2
     np.testing.assert_allclose(gradcam(image, [5])[0], expected, atol=1e-9)
-    # a class the square argues against: negative α, nothing left after the ReLU
-    np.testing.assert_array_equal(GradCAM(_hand_built(-2.0))(image, [5])[0], 0.0)
+    # a class the square argues against: negative α, nothing left after the ReLU; before it
+    # (relu=False, the CAM that localize boxes) −2/1024 in the square
+    against = GradCAM(_hand_built(-2.0))
+    np.testing.assert_array_equal(against(image, [5])[0], 0.0)
+    np.testing.assert_allclose(against(image, [5], relu=False)[0], -expected, atol=1e-9)
     # a class with zero weight: zero gradient, zero heatmap
     np.testing.assert_array_equal(gradcam(image, [0])[0], 0.0)
 

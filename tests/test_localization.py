@@ -104,6 +104,18 @@ def test_accuracy_table_counts_boxes_strictly_above_each_threshold():
     assert len(table) == 3 * 2 * len(loc.THRESHOLDS)
 
 
+def test_whole_image_reference_scores_each_true_box_by_its_share_of_the_image():
+    truth = pd.DataFrame({"image_index": ["a.png", "b.png"], "label": ["Mass", "Cardiomegaly"],
+                          "x": [0.0, 100.0], "y": [0.0, 200.0], "w": [512.0, 102.4], "h": [512.0, 1024.0]})
+    boxes = loc.whole_image_boxes(truth)
+    assert boxes == {("a.png", "Mass"): (0, 0, 1024, 1024), ("b.png", "Cardiomegaly"): (0, 0, 1024, 1024)}
+    scored = loc.score_boxes(truth, boxes)
+    # 512² of 1024² = 0.25; 102.4 × 824 (the part inside the image) / 1024² = 0.0805 (IoBB), and
+    # IoU = 84,377.6 / (1024² + 104,857.6 − 84,377.6)
+    assert scored["iobb"].tolist() == pytest.approx([0.25, 102.4 * 824 / 1024**2])
+    assert scored["iou"].tolist() == pytest.approx([0.25, 84377.6 / (1024**2 + 104857.6 - 84377.6)])
+
+
 def test_comparison_puts_wang_et_al_beside_ours_where_they_published():
     table = loc.comparison(loc.accuracy_table(_scored()), loc.read_wang_table(), "densenet121_wce",
                            "synthetic")

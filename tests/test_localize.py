@@ -45,11 +45,16 @@ def test_table_layout_and_counts_agree_with_the_boxes(localized):
     table = pd.read_csv(out / "localization.csv")
     boxes = pd.read_csv(out / "localization_boxes.csv")
     assert list(table.columns) == loc.TABLE_COLUMNS and set(table["data"]) == {"synthetic"}
+    assert list(dict.fromkeys(table["run"])) == ["run", loc.REFERENCE]
     classes = [c for c in CLASSES if c in set(boxes["label"])] + [loc.ALL]
     assert list(dict.fromkeys(table["class"])) == classes
-    assert len(table) == len(classes) * 2 * len(loc.THRESHOLDS)
+    assert len(table) == 2 * len(classes) * 2 * len(loc.THRESHOLDS)
+    # the reference's box is the whole image: IoU = IoBB = the true box's share of the 1024² frame
+    share = (boxes["w"] * boxes["h"] / loc.BBOX_FRAME**2).to_numpy()
+    reference = boxes.assign(iou=share, iobb=share, run=loc.REFERENCE)
     for _, row in table.iterrows():
-        part = boxes if row["class"] == loc.ALL else boxes[boxes["label"] == row["class"]]
+        part = boxes if row["run"] == "run" else reference
+        part = part if row["class"] == loc.ALL else part[part["label"] == row["class"]]
         # the per-box file rounds to 3 decimals: a value within 0.0005 of a threshold is ambiguous
         values = part[row["measure"]].to_numpy()
         if np.any(np.abs(values - row["threshold"]) < 5e-4):
@@ -74,7 +79,7 @@ def test_each_predicted_box_is_the_box_of_its_grad_cam(localized, predict_run):
         images.update({i.decode(): x for x, i in zip(batch.numpy(), ids.numpy())})
     first = boxes.drop_duplicates(["image_index", "label"]).head(6)
     maps = GradCAM(predictor.model)(np.stack([images[i] for i in first["image_index"]]),
-                                    [CLASSES.index(c) for c in first["label"]])
+                                    [CLASSES.index(c) for c in first["label"]], relu=False)
     for (_, row), heatmap in zip(first.iterrows(), maps):
         expected = loc.heatmap_box(heatmap)
         assert row[["pred_x", "pred_y", "pred_w", "pred_h"]].tolist() == pytest.approx(expected, abs=1e-3)

@@ -29,8 +29,9 @@ def draw_heatmap(ax, image: np.ndarray, heatmap: np.ndarray, frame: int = BBOX_F
     """The gray image and its normalised heatmap over it, both spanning frame × frame."""
     extent = (0, frame, frame, 0)
     ax.imshow(image, cmap="gray", vmin=0, vmax=255, extent=extent, interpolation="nearest")
-    shown = ax.imshow(normalize(heatmap), cmap=CMAP, vmin=0, vmax=1, alpha=ALPHA, extent=extent,
-                      interpolation="bilinear")
+    flat = np.ptp(heatmap) == 0  # e.g. an all-zero Grad-CAM: shown as no evidence, not as peak
+    shown = ax.imshow(np.zeros_like(heatmap) if flat else normalize(heatmap), cmap=CMAP, vmin=0,
+                      vmax=1, alpha=ALPHA, extent=extent, interpolation="bilinear")
     ax.set_xlim(0, frame)
     ax.set_ylim(frame, 0)
     ax.set_xticks([])

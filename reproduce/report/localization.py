@@ -32,6 +32,9 @@ BBOX_FRAME = 1024
 HEATMAP_THRESHOLD = 180 / 255
 WANG_TABLE = "wang2017_localization.csv"  # package data, next to this module
 ALL = "All"  # the row of every box pooled (not in Wang et al.)
+# Our reference "run": one box covering the whole image for every true box, what a heatmap that
+# points nowhere in particular scores (IoU = IoBB = the true box's share of the image).
+REFERENCE = "whole_image"
 TABLE_COLUMNS = ["data", "run", "class", "boxes", "images", "measure", "threshold", "correct",
                  "accuracy", "wang2017", "wang2017_source"]
 
@@ -60,6 +63,11 @@ def heatmap_box(heatmap: np.ndarray, threshold: float = HEATMAP_THRESHOLD,
     sy, sx = frame / norm.shape[0], frame / norm.shape[1]
     return (cols.start * sx, rows.start * sy, (cols.stop - cols.start) * sx,
             (rows.stop - rows.start) * sy)
+
+
+def whole_image_boxes(truth: pd.DataFrame, frame: int = BBOX_FRAME) -> dict:
+    """{(image_index, class): (0, 0, frame, frame)} for every true box: the REFERENCE run."""
+    return {key: (0.0, 0.0, float(frame), float(frame)) for key in zip(truth["image_index"], truth["label"])}
 
 
 def _intersection(a, b) -> float:
