@@ -39,8 +39,8 @@ BBOX ?= $(dir $(LABELS))BBox_List_2017.csv.gz
 RUN ?= $(RUNS)/densenet121_ewl
 IMAGES ?=
 PREDICT_OUT ?= predictions
-# make demo's predict examples: the first four images of the phantom's test split (read when run)
-DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2,5p' $(DEMO_SHARDS)/splits/test.csv | cut -d, -f1))
+# make demo's predict examples: four images of the phantom's test split, rows 1, 61, 121, 181 (read when run)
+DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;122p;182p' $(DEMO_SHARDS)/splits/test.csv | cut -d, -f1))
 
 .PHONY: setup test labels phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
@@ -75,7 +75,7 @@ demo: demo-evaluate
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.localize $(foreach k,$(LOCALIZE_KEYS),--run $(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --bbox $(PHANTOM_DIR)/BBox_List_2017.csv --out $(DEMO_OUT) --synthetic
-	$(PY) -m reproduce.predict --run $(DEMO_RUNS)/densenet121_ewl --out $(DEMO_OUT)/predict --cam $(DEMO_PREDICT_IMAGES)
+	$(PY) -m reproduce.predict --run $(DEMO_RUNS)/densenet121_wce --out $(DEMO_OUT)/predict --cam $(DEMO_PREDICT_IMAGES)
 
 paper-shards: setup
 	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)

@@ -41,11 +41,11 @@ def draw_heatmap(ax, image: np.ndarray, heatmap: np.ndarray, frame: int = BBOX_F
 
 def write_overlay(image: np.ndarray, heatmap: np.ndarray, title: str, path: Path) -> Path:
     """One PNG: the image, its heatmap, a colour bar, the title (class and probability)."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=100)
     shown = draw_heatmap(ax, image, heatmap)
     ax.set_title(title, fontsize=9)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03, label="Grad-CAM (normalised)")
-    fig.subplots_adjust(left=0.02, right=0.9, top=0.92, bottom=0.02)  # tight_layout: 2× slower
+    fig.subplots_adjust(left=0.02, right=0.84, top=0.9, bottom=0.02)  # tight_layout: 2× slower
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
@@ -61,8 +61,8 @@ def write_localization_grid(examples: list[dict], runs: list[str], title: str, p
     h), and per run (the image as that run's model saw it): "image" {run: uint8 2-D}, "heatmap"
     {run: 2-D}, "pred" {run: box}, "iou" {run: float}}. Panel title: class, image, IoU."""
     rows, cols = len(runs), len(examples)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 0.4, 2.55 * rows + 0.9), dpi=100,
-                             squeeze=False)
+    height = 2.7 * rows + 1.0
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols + 0.4, height), dpi=100, squeeze=False)
     for r, run in enumerate(runs):
         for c, ex in enumerate(examples):
             ax = axes[r][c]
@@ -73,7 +73,8 @@ def write_localization_grid(examples: list[dict], runs: list[str], title: str, p
         axes[r][0].set_ylabel(run, fontsize=9)
     fig.suptitle(f"{title}\ngreen: radiologist's box, red dashed: the box of the Grad-CAM heatmap "
                  "(rows: runs)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
+    fig.subplots_adjust(left=0.4 / fig.get_figwidth(), right=0.99, bottom=0.1 / height,
+                        top=1 - 1.0 / height, wspace=0.06, hspace=0.3)  # room for 2-line titles
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
