@@ -2,6 +2,9 @@
 table's layout and counts agree with the per-box file, each predicted box is the box of that
 image's Grad-CAM, and a box list with no image in the split is refused with one line."""
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +17,8 @@ from reproduce.gradcam import GradCAM
 from reproduce.localize import main
 from reproduce.predict import Predictor
 from reproduce.report import localization as loc
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +101,21 @@ def test_refuses_a_box_list_with_no_image_in_the_split(predict_run, tmp_path, ca
     assert status == 1 and len(err) == 1
     assert err[0].startswith(f"error: {bbox}: none of its 1 boxed images is in split 'test'")
     assert not (tmp_path / "out").exists()
+
+
+def _make_n(*args):
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    return subprocess.run(["make", "-n", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_makefile_targets_are_one_line_calls_of_the_clis():
+    done = _make_n("localize")
+    [line] = [x for x in done.stdout.splitlines() if "reproduce.localize" in x]
+    assert line.endswith("-m reproduce.localize --run runs/densenet121_wce --run runs/densenet121_ewl "
+                         "--data data/nih_tfrecords --bbox data/labels/BBox_List_2017.csv.gz --out results")
+    done = _make_n("predict", "IMAGES=a.png scans/", "RUN=runs/vgg16_wce")
+    [line] = [x for x in done.stdout.splitlines() if "reproduce.predict" in x]
+    assert line.endswith("-m reproduce.predict --run runs/vgg16_wce --out predictions --cam a.png scans/")
+    done = _make_n("predict")
+    assert done.returncode != 0 and 'make predict needs IMAGES="files or folders"' in done.stderr
