@@ -32,10 +32,19 @@ RUNS_OPTS = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(GPUS),--gpus $(GPUS))
 RUN_ARGS = $(foreach k,$(1),$(if $(3),$(foreach s,$(3),--runs $(k)=$(2)/$(k)_s$(s)),--runs $(k)=$(2)/$(k)))
 DEMO_SEED_KEYS := densenet121_wce densenet121_ewl
 DEMO_SEEDS ?= 0 1 2
+# Grad-CAM localization against the radiologists' boxes (python -m reproduce.localize) and
+# predictions on new images (python -m reproduce.predict): make localize, make predict IMAGES=...
+LOCALIZE_KEYS := densenet121_wce densenet121_ewl
+BBOX ?= $(dir $(LABELS))BBox_List_2017.csv.gz
+RUN ?= $(RUNS)/densenet121_ewl
+IMAGES ?=
+PREDICT_OUT ?= predictions
+# make demo's predict examples: four images of the phantom's test split, rows 1, 61, 121, 181 (read when run)
+DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;122p;182p' $(DEMO_SHARDS)/splits/test.csv | cut -d, -f1))
 
 .PHONY: setup test labels phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
-        bench-train bench-gpu clean-demo
+        bench-train bench-gpu clean-demo localize predict
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~2.7 GB; a few minutes, once)"
@@ -66,6 +75,8 @@ demo-evaluate: demo-train
 demo: demo-evaluate
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(DEMO_OUT) --synthetic
+	$(PY) -m reproduce.localize $(foreach k,$(LOCALIZE_KEYS),--run $(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --bbox $(PHANTOM_DIR)/BBox_List_2017.csv --out $(DEMO_OUT) --synthetic
+	$(PY) -m reproduce.predict --run $(DEMO_RUNS)/densenet121_wce --out $(DEMO_OUT)/predict --cam $(DEMO_PREDICT_IMAGES)
 
 paper-shards: setup
 	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
@@ -84,6 +95,12 @@ table1: setup
 
 figure1: setup
 	$(PY) -m reproduce.report figure1 $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
+
+localize: labels
+	$(PY) -m reproduce.localize $(foreach k,$(LOCALIZE_KEYS),--run $(RUNS)/$(k)) --data $(SHARDS) --bbox $(BBOX) --out $(RESULTS)
+
+predict: setup
+	$(PY) -m reproduce.predict --run $(RUN) --out $(PREDICT_OUT) --cam $(or $(IMAGES),$(error make predict needs IMAGES="files or folders"))
 
 # Seed noise: DenseNet121 wce and ewl at the demo preset for seeds 0 1 2 (~25 min on 2 cores; not part of make demo).
 demo-seeds-runs: demo-shards

@@ -58,6 +58,7 @@ def prepare_run_dir(config: Config, data_dir: Path, out_dir: Path, preset_name, 
     manifest = data_dir / "manifest.json"
     meta = {"preset": preset_name, "data_dir": portable_path(data_dir),
             "manifest_sha256": sha256_file(manifest), "manifest_bytes": manifest.stat().st_size,
+            "stored_size": json.loads(manifest.read_text())["size"],  # reproduce.predict's resize
             "provenance": provenance(), **extra}
     path = out_dir / "config.json"
     if path.exists():

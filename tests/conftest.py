@@ -93,3 +93,45 @@ def multi_shards_dir(tmp_path_factory, phantom_dir) -> Path:
     out = tmp_path_factory.mktemp("multi_shards")
     build_dataset(phantom_dir, out, split="paper", size=SHARD_SIZE, workers=1, seed=0, images_per_shard=16)
     return out
+
+
+@pytest.fixture(scope="session")
+def predict_run(tmp_path_factory, phantom_dir):
+    """(run folder, TFRecord folder): the phantom stored at 48², a tiny model trained at 32² for
+    one smoke epoch (so evaluate and predict both resize in TensorFlow), evaluated on test."""
+    from data_prep.build import build_dataset
+    from reproduce.config import smoke
+    from reproduce.evaluate import evaluate_run
+    from reproduce.train import train
+
+    root = tmp_path_factory.mktemp("predict")
+    build_dataset(phantom_dir, root / "shards", split="paper", size=48, workers=1, seed=0)
+    train(smoke().override(model="tiny"), root / "shards", root / "run")
+    evaluate_run(root / "run", root / "shards", "test")
+    return root / "run", root / "shards"
+
+
+def _write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=None, **elements):
+    """A DICOM file written with pydicom itself (explicit VR little endian, DX image class);
+    `elements`: extra data elements by keyword (WindowCenter=…, VOILUTSequence=…)."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+    ds.SOPInstanceUID = generate_uid()
+    pixels = np.asarray(pixels)
+    ds.set_pixel_data(pixels, photometric, bits_stored or pixels.dtype.itemsize * 8)
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+@pytest.fixture
+def write_dicom():
+    """write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=None, **elements) -> path."""
+    return _write_dicom

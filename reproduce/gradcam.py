@@ -1,0 +1,103 @@
+"""Grad-CAM (Selvaraju et al. 2017) for the Table I models: where a class's score comes from.
+
+For class c and the feature maps A^k of the last convolutional block: α_k = mean over positions of
+∂y_c/∂A^k, heatmap = ReLU(Σ_k α_k A^k), upsampled (bilinear) from the block's resolution to the
+input's. y_c is the class's score *before* the head's sigmoid (Eq. (1)) or softmax (Eq. (2)), as
+Selvaraju et al. take the score before the softmax: with a softmax, a probability's gradient also
+carries every other class. Our head is global average pooling + Dense, so where the block is the
+backbone's output (ResNet50, DenseNet121) this heatmap is exactly the class activation map that
+Wang et al. 2017 (the paper's [5]) threshold into boxes, up to a positive factor; `relu=False`
+gives that map before the ReLU (what reproduce.localize boxes, as Wang et al. normalise the CAM).
+
+The block is found by name (`CAM_LAYERS`: verified against keras.applications in
+tests/test_gradcam.py), for any other backbone (tests' "tiny", a custom one) as the last layer
+with a 4-D output that is not a pooling layer. Written with keras.ops and a tf.GradientTape
+(TensorFlow backend, as the rest of the pipeline).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+# The last convolutional block of each backbone (keras.applications layer names): VGG16's last
+# convolution (before its max pool, at twice the pool's resolution), ResNet50's last residual
+# block output, DenseNet121's final BatchNorm + ReLU (what global average pooling reads).
+CAM_LAYERS = {"vgg16": "block5_conv3", "resnet50": "conv5_block3_out", "densenet121": "relu"}
+BATCH = 32  # images per backward pass
+_POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
+            keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The nested backbone of a `models.build_model` model (named after config.model)."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) != 1:
+        raise ValueError(f"model {model.name}: expected one nested backbone, found {len(nested)}")
+    return nested[0]
+
+
+def last_feature_layer(backbone: keras.Model):
+    """The last layer whose output is 4-D (spatial maps) and which is not a pooling layer."""
+    for layer in reversed(backbone.layers):
+        if len(layer.output.shape) == 4 and not isinstance(layer, _POOLING):
+            return layer
+    raise ValueError(f"backbone {backbone.name}: no convolutional (4-D) layer")
+
+
+def cam_layer(backbone: keras.Model):
+    """The backbone's last convolutional block: `CAM_LAYERS[backbone.name]` by name, else (a
+    backbone of tests) `last_feature_layer`."""
+    if backbone.name in CAM_LAYERS:
+        return backbone.get_layer(CAM_LAYERS[backbone.name])
+    return last_feature_layer(backbone)
+
+
+class GradCAM:
+    """heatmaps = GradCAM(model)(images uint8 [B, S, S, 1], classes int [B]) -> float32 [B, S, S],
+    each >= 0, row b for class classes[b] of image b (an image can appear once per class)."""
+
+    def __init__(self, model: keras.Model):
+        backbone = backbone_of(model)
+        self.layer_name = cam_layer(backbone).name
+        self._input = model.get_layer("backbone_input")
+        # One call gives both the block's maps and the backbone's output computed from them, so the
+        # tape links the class score back to the maps.
+        self._features = keras.Model(backbone.inputs,
+                                     [backbone.get_layer(self.layer_name).output, backbone.output])
+        self._pool = model.get_layer("avg_pool")
+        self._head = model.get_layer("predictions")
+        self._size = tuple(model.inputs[0].shape[1:3])
+        signature = [tf.TensorSpec([None, *self._size, 1], tf.uint8), tf.TensorSpec([None], tf.int32)]
+        self._compiled = tf.function(self._heatmaps, input_signature=signature)  # one trace
+
+    def _heatmaps(self, images, classes):
+        with tf.GradientTape() as tape:
+            maps, features = self._features(self._input(images), training=False)
+            pooled = ops.cast(self._pool(features), "float32")
+            logits = ops.matmul(pooled, self._head.kernel) + self._head.bias  # before sigmoid/softmax
+            # Each image's own class score; their sum's gradient is each image's own gradient
+            # (inference mode: no image influences another, BatchNorm uses its moving statistics).
+            score = ops.sum(ops.take_along_axis(logits, ops.expand_dims(classes, 1), axis=1))
+        maps = ops.cast(maps, "float32")
+        grads = ops.cast(tape.gradient(score, maps), "float32")
+        weights = ops.mean(grads, axis=(1, 2), keepdims=True)  # α_k
+        cam = ops.sum(weights * maps, axis=-1, keepdims=True)
+        both = ops.concatenate([ops.relu(cam), cam], axis=-1)  # Grad-CAM, and without its ReLU
+        return ops.image.resize(both, self._size, interpolation="bilinear")
+
+    def __call__(self, images, classes, relu: bool = True) -> np.ndarray:
+        """`relu=False`: the map before Grad-CAM's ReLU, i.e. Σ α_k A^k, negative where the maps
+        argue against the class; with our head it is the CAM that Wang et al. min-max normalise
+        (used by reproduce.localize: with the ReLU, a class with no positive evidence anywhere —
+        most classes of an image — has an all-zero map that points nowhere)."""
+        images, classes = np.asarray(images, np.uint8), np.asarray(classes, np.int32)
+        if len(images) != len(classes):
+            raise ValueError(f"{len(images)} images but {len(classes)} classes")
+        # A backward pass keeps every activation: BATCH at a time bounds the memory (our choice,
+        # the training batch of §IV.B, which the paper's GPU held with its gradients).
+        chunks = [np.asarray(self._compiled(images[k:k + BATCH], classes[k:k + BATCH]))
+                  for k in range(0, len(images), BATCH)]
+        both = np.concatenate(chunks) if chunks else np.zeros((0, *self._size, 2), np.float32)
+        return both[..., 0 if relu else 1]

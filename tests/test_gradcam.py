@@ -1,0 +1,94 @@
+"""reproduce.gradcam: the last convolutional block of each backbone found by name, the heatmap of
+a hand-built model equal to its hand-computed value, and a trained model whose decision depends on
+a known region (a bright square) whose heatmap peaks inside that region."""
+import keras
+import numpy as np
+import pytest
+
+from data_prep.schema import NUM_CLASSES
+from reproduce.config import smoke
+from reproduce.gradcam import CAM_LAYERS, GradCAM, backbone_of, last_feature_layer
+from reproduce.models import build_model
+
+SIZE = 32
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["vgg16", "resnet50", "densenet121"])
+def test_the_last_convolutional_block_of_each_backbone(family):
+    model = build_model(smoke().override(model=family))
+    backbone = backbone_of(model)
+    assert backbone.name == family
+    # the names are keras.applications' own: the generic rule finds the same layers
+    assert last_feature_layer(backbone).name == CAM_LAYERS[family]
+    gradcam = GradCAM(model)
+    assert gradcam.layer_name == CAM_LAYERS[family]
+    if family == "vgg16":  # its block is not the backbone's output: the gradient crosses a pool
+        images = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 1), dtype=np.uint8)
+        maps = gradcam(images, [0, 13])
+        assert maps.shape == (2, SIZE, SIZE) and np.isfinite(maps).all() and (maps >= 0).all()
+
+
+def _hand_built(weight: float) -> keras.Model:
+    """uint8 image → x/127.5 − 1 ("tiny" normalisation) → 1×1 conv averaging the 3 channels, ReLU
+    (bright pixels 1, black 0) → average pool → Dense: class 5 = weight × the bright fraction."""
+    def backbone(input_shape):
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Conv2D(1, 1, use_bias=False, activation="relu", name="bright")(inputs)
+        return keras.Model(inputs, x, name="hand")
+
+    model = build_model(smoke().override(model="tiny"), backbone=backbone)
+    model.get_layer("hand").get_layer("bright").set_weights([np.full((1, 1, 3, 1), 1 / 3)])
+    kernel = np.zeros((1, NUM_CLASSES))
+    kernel[0, 5] = weight
+    model.get_layer("predictions").set_weights([kernel, np.zeros(NUM_CLASSES)])
+    return model
+
+
+def test_heatmap_of_a_hand_built_model_equals_its_hand_computed_value():
+    image = np.zeros((1, SIZE, SIZE, 1), np.uint8)
+    image[0, 4:12, 20:28] = 255  # a bright square in the top-right quadrant
+    gradcam = GradCAM(_hand_built(2.0))
+    assert gradcam.layer_name == "bright"
+    # logit_5 = 2 · mean(A) → ∂logit/∂A_ij = 2/32², α = 2/1024; heatmap = ReLU(α A) = 2/1024 in the
+    # square, 0 elsewhere, already at input resolution (1×1 conv, stride 1)
+    expected = np.zeros((SIZE, SIZE))
+    expected[4:12, 20:28] = 2 / SIZE**2
+    np.testing.assert_allclose(gradcam(image, [5])[0], expected, atol=1e-9)
+    # a class the square argues against: negative α, nothing left after the ReLU; before it
+    # (relu=False, the CAM that localize boxes) −2/1024 in the square
+    against = GradCAM(_hand_built(-2.0))
+    np.testing.assert_array_equal(against(image, [5])[0], 0.0)
+    np.testing.assert_allclose(against(image, [5], relu=False)[0], -expected, atol=1e-9)
+    # a class with zero weight: zero gradient, zero heatmap
+    np.testing.assert_array_equal(gradcam(image, [0])[0], 0.0)
+
+
+def _squares(n: int, rng, side: int = 10) -> tuple[np.ndarray, np.ndarray, list]:
+    """Noise images; every other one with a bright side×side square at a random place, the only
+    thing class 0 is about (label 1). A square is 2.5 cells of the tiny model's 8×8 maps."""
+    images = rng.normal(90, 20, (n, SIZE, SIZE, 1)).clip(0, 255).astype(np.uint8)
+    labels = np.zeros((n, NUM_CLASSES), np.float32)
+    where = []
+    for k in range(0, n, 2):
+        y, x = rng.integers(0, SIZE - side + 1, 2)
+        images[k, y:y + side, x:x + side] = 230
+        labels[k, 0] = 1
+        where.append((k, y, x))
+    return images, labels, where
+
+
+def test_trained_model_heatmap_peaks_inside_the_region_that_decides():
+    keras.utils.set_random_seed(0)
+    model = build_model(smoke().override(model="tiny"))
+    images, labels, _ = _squares(256, np.random.default_rng(0))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),  # class 0 only: the others are empty
+                  loss=lambda y, p: keras.losses.binary_crossentropy(y[:, :1], p[:, :1]))
+    model.fit(images, labels, batch_size=32, epochs=10, verbose=0)
+    test, test_labels, where = _squares(64, np.random.default_rng(1))
+    scores = model.predict(test, verbose=0)[:, 0]
+    assert scores[test_labels[:, 0] == 1].min() > scores[test_labels[:, 0] == 0].max()  # it learnt
+    maps = GradCAM(model)(np.stack([test[k] for k, _, _ in where]), [0] * len(where))
+    for (k, y, x), heatmap in zip(where, maps):
+        py, px = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+        assert y <= py < y + 10 and x <= px < x + 10, f"image {k}: peak ({py}, {px}), square at ({y}, {x})"
