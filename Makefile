@@ -88,7 +88,7 @@ figure1: setup
 
 # CPU rehearsal of `make paper` (issue 9): the paper preset exactly (224², batch 32, Adam 1e-3, flip) for the four
 # Table I runs, evaluate and report, on a small phantom; only --weights none (offline), REHEARSE_EPOCHS and
-# REHEARSE_STEPS change. ~REHEARSE_MINUTES min on 2 cores (README 'Running the paper on GPUs').
+# REHEARSE_STEPS change. 13.5 min on 2 cores (README 'Running the paper on GPUs').
 REHEARSE_IMAGES ?= 360
 REHEARSE_PHANTOM ?= data/rehearsal_phantom
 REHEARSE_SHARDS ?= data/rehearsal_tfrecords
