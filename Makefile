@@ -27,6 +27,8 @@ PAPER_KEYS := vgg16_wce resnet50_wce densenet121_wce densenet121_ewl
 # GPU at a time (python -m reproduce.runs); unset: one run per key (RUNS/<key>), one after another.
 SEEDS ?=
 GPUS ?=
+# make paper TRAIN_OPTS="--mixed-precision": reproduce.train options for every run (after `--`).
+TRAIN_OPTS ?=
 RUNS_OPTS = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(GPUS),--gpus $(GPUS))
 # $(call RUN_ARGS,keys,runs folder,seeds): the report's --runs KEY=RUN for every key (and seed).
 RUN_ARGS = $(foreach k,$(1),$(if $(3),$(foreach s,$(3),--runs $(k)=$(2)/$(k)_s$(s)),--runs $(k)=$(2)/$(k)))
@@ -82,13 +84,13 @@ paper-shards: setup
 	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
 paper-train: paper-shards
-	$(PY) -m reproduce.runs --steps train --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)
+	$(PY) -m reproduce.runs --steps train --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)$(if $(TRAIN_OPTS), -- $(TRAIN_OPTS))
 
 paper-evaluate: paper-shards
 	$(PY) -m reproduce.runs --steps evaluate --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)
 
 paper: paper-shards
-	$(PY) -m reproduce.runs --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)
+	$(PY) -m reproduce.runs --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)$(if $(TRAIN_OPTS), -- $(TRAIN_OPTS))
 
 table1: setup
 	$(PY) -m reproduce.report table1 $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
@@ -101,6 +103,30 @@ localize: labels
 
 predict: setup
 	$(PY) -m reproduce.predict --run $(RUN) --out $(PREDICT_OUT) --cam $(or $(IMAGES),$(error make predict needs IMAGES="files or folders"))
+
+# CPU rehearsal of `make paper`: the paper preset exactly (224², batch 32, Adam 1e-3, flip) for the four
+# Table I runs, evaluate and report, on a small phantom; only --weights none (offline), REHEARSE_EPOCHS and
+# REHEARSE_STEPS change. 13.5 min on 2 cores (README 'Running the paper on GPUs').
+REHEARSE_IMAGES ?= 360
+REHEARSE_PHANTOM ?= data/rehearsal_phantom
+REHEARSE_SHARDS ?= data/rehearsal_tfrecords
+REHEARSE_RUNS ?= results/rehearsal/runs
+REHEARSE_OUT ?= results/rehearsal
+REHEARSE_EPOCHS ?= 2
+REHEARSE_STEPS ?= 2
+.PHONY: rehearse-phantom rehearse-shards rehearse-runs rehearse
+
+rehearse-phantom: labels
+	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(REHEARSE_PHANTOM) --images $(REHEARSE_IMAGES) --seed $(SEED) --workers $(WORKERS)
+
+rehearse-shards: rehearse-phantom
+	$(PY) -m data_prep.build --data-dir $(REHEARSE_PHANTOM) --out $(REHEARSE_SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
+
+rehearse-runs: rehearse-shards
+	$(PY) -m reproduce.runs --data $(REHEARSE_SHARDS) --preset paper --runs-dir $(REHEARSE_RUNS) --keys $(PAPER_KEYS) $(if $(GPUS),--gpus $(GPUS)) -- --weights none --epochs $(REHEARSE_EPOCHS) --steps-per-epoch $(REHEARSE_STEPS)
+
+rehearse: rehearse-runs
+	$(PY) -m reproduce.report all $(call RUN_ARGS,$(PAPER_KEYS),$(REHEARSE_RUNS)) --out $(REHEARSE_OUT) --synthetic
 
 # Seed noise: DenseNet121 wce and ewl at the demo preset for seeds 0 1 2 (~25 min on 2 cores; not part of make demo).
 demo-seeds-runs: demo-shards
@@ -121,10 +147,13 @@ bench-data: phantom
 bench-train: demo-shards
 	$(PY) -m bench.train --data $(DEMO_SHARDS) --images-dir $(PHANTOM_DIR) --out results/bench/train.json
 
+# ... then the README's benchmark tables, regenerated from results/bench/*.json.
 bench: bench-data bench-train
+	$(PY) -m bench.readme
 
+# On a GPU machine: the gpu extra (tensorflow[and-cuda]) first if TensorFlow sees no GPU; <= 8 min.
 bench-gpu: setup
-	bash bench/gpu.sh
+	bash bench/gpu.sh --install
 
 clean-demo:
 	rm -rf $(PHANTOM_DIR) $(DEMO_SHARDS) $(DEMO_RUNS)

@@ -4,18 +4,23 @@
 
 (1) Model.fit img/s reading TFRecords through the full reproduce.data pipeline, against Model.fit
     on the same images already in memory (this machine's ceiling for that model): ratio, goal
-    >= 0.95. Measured in one process, alternating, warm-up (graph tracing) excluded.
+    >= 0.95. Measured in one process, alternating, tracing excluded.
 (2) The input pipeline alone (no model) against a keras.utils.PyDataset that opens and resizes
     the original 1024² PNGs on every pass, the way the well-known Keras CheXNet re-implementation
     feeds its model: ratio, goal >= 20.
-Defaults (densenet121 at 64², batch 32, 16 timed steps ×2) take about 3–4 minutes on 2 CPU
-cores, half of it the one-off graph tracing of DenseNet121.
+(3) The input pipeline at the shards' size (224², batch 32, DenseNet121's normalisation) before
+    and after gray → RGB and the normalisation moved into the model (bench/pipeline.py):
+    CPU ms per image, img/s, bytes per image sent to the model; goal >= 4x less CPU.
+(4) Model.fit img/s with --jit-compile on and with --steps-per-execution 8 against the CPU
+    default (XLA off, 1 step per call), at demo scale (bench/switches.py).
+(1) and (4) run at demo scale (densenet121, 64², batch 32, 16 timed steps); (4) reuses (1)'s
+model as its baseline. Measured: 17 min 49 s on 2 CPU cores shared with other jobs (load ~2.5;
+about half of that on 2 idle cores, estimated from its 15.6 CPU-minutes), of which the one-off
+tracing of DenseNet121 (three models) and XLA's compilation of one (213 s) are about a third.
 """
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -26,43 +31,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bench.pipeline import normalisation_ratio
+from bench.switches import switch_rates
+from bench.timing import compiled_model, fit_rates, machine_facts
 from data_prep import cli
 from data_prep.build import find_label_file
 from data_prep.labels import label_matrix, read_label_file
-from reproduce.config import demo
-from reproduce.data import training_dataset
-from reproduce.loss_registry import build_loss
-from reproduce.models import build_model
+from reproduce.config import demo, paper
+from reproduce.data import read_manifest, training_dataset
 
 GOALS = {"training_ratio": 0.95, "input_ratio": 20.0}  # our targets (the paper reports no speeds)
-
-
-def machine_facts() -> dict:
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").exists():
-        names = [l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                 if l.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
-
-
-class _StepTimer(keras.callbacks.Callback):
-    """Times the steps after the first `skip` of one fit: leaves out iterator start-up (the
-    shuffle buffer filling) and any remaining tracing."""
-
-    def __init__(self, skip: int):
-        super().__init__()
-        self.skip, self.start, self.end = skip, None, None
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == self.skip - 1:
-            self.start = time.perf_counter()
-
-    def on_train_end(self, logs=None):
-        self.end = time.perf_counter()
 
 
 def _pipeline(data_dir, config, steps: int = 1 << 30):
@@ -71,15 +49,9 @@ def _pipeline(data_dir, config, steps: int = 1 << 30):
     return training_dataset(data_dir, config.override(epochs=1), steps)
 
 
-def _fit_rate(model, dataset, steps: int, batch_size: int, skip: int = 2) -> float:
-    timer = _StepTimer(skip)
-    model.fit(dataset, epochs=1, steps_per_epoch=skip + steps, verbose=0, shuffle=False,
-              callbacks=[timer])
-    return steps * batch_size / (timer.end - timer.start)
-
-
-def training_ratio(data_dir, config, steps: int, warmup: int, repeats: int) -> dict:
-    """Fit img/s: TFRecord pipeline vs the same steps*batch images as in-memory tensors."""
+def training_ratio(data_dir, config, manifest, steps: int, repeats: int):
+    """Fit img/s: TFRecord pipeline vs the same steps*batch images as in-memory tensors; and
+    the (traced) model."""
     pipeline = _pipeline(data_dir, config)
     images, labels = [], []
     for x, y in pipeline.take(steps):
@@ -87,18 +59,16 @@ def training_ratio(data_dir, config, steps: int, warmup: int, repeats: int) -> d
         labels.append(y.numpy())
     memory = tf.data.Dataset.from_tensor_slices((np.concatenate(images), np.concatenate(labels)))
     memory = memory.batch(config.batch_size).cache().repeat().prefetch(tf.data.AUTOTUNE)
-    model = build_model(config)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=build_loss(config),
-                  jit_compile=config.jit_compile)
-    for ds in (pipeline, memory):  # warm-up: tracing, oneDNN kernel choice, caches
-        model.fit(ds, epochs=1, steps_per_epoch=warmup, verbose=0, shuffle=False)
+    model = compiled_model(config, manifest)
+    model.fit(pipeline, epochs=1, steps_per_epoch=config.steps_per_execution, verbose=0,
+              shuffle=False)  # tracing (and XLA), once for both
     rates = {"pipeline": [], "memory": []}
     for _ in range(repeats):  # alternate, so that machine noise hits both alike
-        rates["pipeline"].append(_fit_rate(model, pipeline, steps, config.batch_size))
-        rates["memory"].append(_fit_rate(model, memory, steps, config.batch_size))
+        rates["pipeline"].extend(fit_rates(model, pipeline, steps, config.batch_size))
+        rates["memory"].extend(fit_rates(model, memory, steps, config.batch_size))
     pipe, mem = statistics.median(rates["pipeline"]), statistics.median(rates["memory"])
     return {"pipeline_img_s": pipe, "in_memory_img_s": mem, "ratio": pipe / mem,
-            "runs": rates, "goal": GOALS["training_ratio"]}
+            "runs": rates, "goal": GOALS["training_ratio"]}, model
 
 
 class PngSequence(keras.utils.PyDataset):
@@ -145,22 +115,52 @@ def input_ratio(data_dir, images_dir, config, n_batches: int, png_batches: int) 
 
 def build_parser():
     p = cli.make_parser("bench.train", __doc__)
-    p.add_argument("--data", required=True, help="TFRecord folder (data_prep.build)")
+    p.add_argument("--data", required=True, help="TFRecord folder (data_prep.build), e.g. at 224²")
     p.add_argument("--images-dir", help="folder with images/ and the label file (part 2)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--model", default="densenet121", help="backbone to time")
-    p.add_argument("--image-size", type=int, default=64, help="input size (the demo's)")
+    p.add_argument("--image-size", type=int, default=64, help="input size of parts 1 and 4 (the demo's)")
     p.add_argument("--batch-size", type=int, default=32, help='§IV.B "32 minibatch size"')
     p.add_argument("--steps", type=int, default=16, help="timed fit steps per measurement")
-    p.add_argument("--warmup", type=int, default=2, help="untimed fit steps (tracing)")
     p.add_argument("--repeats", type=int, default=2, help="alternating repeats of each measurement")
     p.add_argument("--input-batches", type=int, default=30, help="batches timed through tf.data")
     p.add_argument("--png-batches", type=int, default=3, help="batches timed through the PNG baseline")
+    p.add_argument("--norm-batches", type=int, default=40,
+                   help="batches per timed segment of part 3 (at the shards' size)")
+    p.add_argument("--steps-per-execution", type=int, default=8, help="the value part 4 tries")
     p.add_argument("--cache", action="store_true", help="cache decoded records (off: read every step)")
-    p.add_argument("--jit-compile", action="store_true", help="XLA (GPU: usually faster)")
+    p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
+                   help="XLA in part 1 (auto: Keras' default, off on a CPU)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
-    p.add_argument("--skip-input", action="store_true", help="only part (1); no --images-dir needed")
+    p.add_argument("--skip-input", action="store_true", help="no parts 2 and 3; no --images-dir needed")
+    p.add_argument("--skip-switches", action="store_true", help="no part 4")
     return p
+
+
+def _print_summary(result: dict, out) -> None:
+    train, inputs, norm, sw = (result.get(k) for k in ("training", "input", "input_normalisation", "switches"))
+    config = result["config"]
+    print(f"training {config['model']} {config['image_size']}² batch {config['batch_size']}: pipeline "
+          f"{train['pipeline_img_s']:.1f} img/s, in memory {train['in_memory_img_s']:.1f} img/s, "
+          f"ratio {train['ratio']:.3f} (goal >= {GOALS['training_ratio']})")
+    if inputs is not None:
+        print(f"input only: TFRecords {inputs['tfrecord_pipeline_img_s']:.0f} img/s, PNG PyDataset "
+              f"{inputs['png_pydataset_img_s']:.1f} img/s, ratio {inputs['ratio']:.1f}x "
+              f"(goal >= {GOALS['input_ratio']:.0f}x)")
+    if norm is not None:
+        b, a = norm["before"], norm["after"]
+        print(f"input at {norm['image_size']}², CPU per image: before (float32 RGB normalised on the CPU) "
+              f"{b['cpu_ms_per_image']:.3f} ms, {b['img_s']:.0f} img/s, {b['bytes_per_image']:,} B; after "
+              f"(uint8 gray) {a['cpu_ms_per_image']:.3f} ms, {a['img_s']:.0f} img/s, {a['bytes_per_image']:,} B; "
+              f"{norm['cpu_ratio']:.1f}x less CPU (goal >= {norm['goal_cpu_ratio']:.0f}x)")
+    if sw is not None:
+        print(f"switches at {sw['image_size']}²: baseline (XLA off, 1 step per call) "
+              f"{sw['baseline']['img_s']:.1f} img/s; steps_per_execution "
+              f"{sw['steps_per_execution']['steps_per_execution']} {sw['steps_per_execution']['img_s']:.1f} "
+              f"img/s ({sw['ratios']['steps_per_execution_vs_baseline']:.2f}x); XLA on "
+              f"{sw['xla']['img_s']:.1f} img/s ({sw['ratios']['xla_vs_baseline']:.2f}x; first fit with "
+              f"XLA compiling {sw['xla']['compile_s']:.0f} s)")
+    print(f"wrote {out} ({result['seconds']:.0f} s)")
 
 
 def main(argv=None) -> int:
@@ -169,27 +169,33 @@ def main(argv=None) -> int:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
     def body():
+        start = time.perf_counter()
+        manifest = read_manifest(args.data)
         config = demo().override(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
                                  steps_per_epoch=args.steps, cache=args.cache, run_eagerly=False,
                                  jit_compile=args.jit_compile)
-        train = training_ratio(args.data, config, args.steps, args.warmup, args.repeats)
-        inputs = None
+        training, model = training_ratio(args.data, config, manifest, args.steps, args.repeats)
+        result = {"machine": machine_facts(), "config": config.to_dict(),
+                  "mixed_precision": args.mixed_precision, "training": training}
         if not args.skip_input:
             if not args.images_dir:
                 raise ValueError("--images-dir is required unless --skip-input")
-            inputs = input_ratio(args.data, args.images_dir, config, args.input_batches, args.png_batches)
-        result = {"machine": machine_facts(), "config": config.to_dict(),
-                  "mixed_precision": args.mixed_precision, "training": train, "input": inputs}
+            result["input"] = input_ratio(args.data, args.images_dir, config, args.input_batches,
+                                          args.png_batches)
+            # The paper preset's pipeline at the shards' own size: no cache, shuffle 2048, flip.
+            at_size = paper().override(weights="none", model=args.model, batch_size=args.batch_size,
+                                       image_size=int(manifest["size"]), steps_per_epoch=args.steps)
+            result["input_normalisation"] = normalisation_ratio(args.data, at_size, args.norm_batches,
+                                                                max(5, args.repeats))
+        if not args.skip_switches:
+            # Part 1's model is the baseline when Keras resolved it to XLA off, one step per call.
+            plain = model.jit_compile is False and model.steps_per_execution == 1 and not args.mixed_precision
+            result["switches"] = switch_rates(args.data, config, manifest, args.steps, args.repeats,
+                                              args.steps_per_execution, baseline=model if plain else None)
+        result["seconds"] = time.perf_counter() - start
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"training {config.model} {config.image_size}² batch {config.batch_size}: pipeline "
-              f"{train['pipeline_img_s']:.1f} img/s, in memory {train['in_memory_img_s']:.1f} img/s, "
-              f"ratio {train['ratio']:.3f} (goal >= {GOALS['training_ratio']})")
-        if inputs is not None:
-            print(f"input only: TFRecords {inputs['tfrecord_pipeline_img_s']:.0f} img/s, PNG PyDataset "
-                  f"{inputs['png_pydataset_img_s']:.1f} img/s, ratio {inputs['ratio']:.1f}x "
-                  f"(goal >= {GOALS['input_ratio']:.0f}x)")
-        print(f"wrote {args.out}")
+        _print_summary(result, args.out)
 
     return cli.run(body)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 
 import tensorflow as tf
+# TF 2.21 exports enable_op_determinism only; its counterpart lives beside it, unexported.
+from tensorflow.python.framework import config as tf_framework_config
 
 
 class DistributeError(RuntimeError):
@@ -40,8 +42,8 @@ def configure_devices(config) -> None:
             pass
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    else:
-        tf.config.experimental.disable_op_determinism()
+    else:  # off again after a deterministic run in the same process (tests run several)
+        tf_framework_config.disable_op_determinism()
 
 
 def local_devices() -> list[str]:

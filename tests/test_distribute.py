@@ -219,3 +219,22 @@ def test_mirrored_on_one_device_is_bit_identical_to_none(loss, shards_dir, tmp_p
         assert done.returncode == 0, done.stderr[-2000:]
         runs[mode] = _weights(tmp_path / mode)
     assert all(np.array_equal(a, b) for a, b in zip(runs["none"], runs["mirrored"]))
+
+
+def test_paper_preset_configures_devices_without_op_determinism():
+    """The paper preset (deterministic=False) must get past configure_devices: TF 2.21 exports
+    no disable_op_determinism, and calling it stopped every `make paper` run before its first
+    step (AttributeError); a deterministic run before it in the same process is undone."""
+    from tensorflow.python.framework import config as tf_config
+
+    from reproduce.config import paper, smoke
+    from reproduce.distribute import configure_devices
+
+    before = tf_config.is_op_determinism_enabled()
+    try:
+        configure_devices(smoke())
+        assert tf_config.is_op_determinism_enabled()
+        configure_devices(paper())
+        assert not tf_config.is_op_determinism_enabled()
+    finally:
+        (tf_config.enable_op_determinism if before else tf_config.disable_op_determinism)()
