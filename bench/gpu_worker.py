@@ -14,7 +14,6 @@ finish before --deadline is skipped (a row saying so); one that fails writes its
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -25,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from bench.pipeline import time_batches
+from data_prep import cli
 from bench.timing import compiled_model, fit_seconds, machine_facts
 from reproduce import distribute
 from reproduce.config import paper
@@ -197,8 +197,7 @@ def input_only(args, rows: Rows) -> None:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m bench.gpu_worker", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.make_parser("bench.gpu_worker", __doc__)
     p.add_argument("task", choices=("input", "single", "mirrored"), help="what to measure")
     p.add_argument("--data", required=True, help="TFRecord folder (data_prep.build)")
     p.add_argument("--rows", required=True, help="JSON-lines file the rows are appended to")
