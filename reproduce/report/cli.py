@@ -71,22 +71,33 @@ def build_parser():
     return p
 
 
-def run_report(args) -> None:
+def _runs_by_seed(args) -> dict:
+    """--runs checked (each run's config.json read; synthetic runs only with --synthetic), as
+    {key: {seed: run}}."""
     groups = parse_runs(args.runs)
     if args.n_resamples < 1:
         raise ReportError("--n-resamples must be >= 1")
-    paper = table1.read_paper_table(args.paper_table)
     configs = {run: read_run_config(run, args.synthetic) for paths in groups.values() for run in paths}
-    runs = seeds.group_by_seed(groups, configs)  # {key: {seed: run}}
+    return seeds.group_by_seed(groups, configs)
+
+
+def _copy_configs(out: Path, runs: dict) -> None:
+    """Each run's config.json beside the report, as configs/<label>.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "configs").mkdir(exist_ok=True)
+    for label, run in runs.items():
+        shutil.copyfile(run / "config.json", out / "configs" / f"{label}.json")
+
+
+def run_report(args) -> None:
+    runs = _runs_by_seed(args)  # {key: {seed: run}}
+    paper = table1.read_paper_table(args.paper_table)
     frames = {k: {s: read_predictions(run, args.split) for s, run in by_seed.items()}
               for k, by_seed in runs.items()}
     aligned = seeds.align_seed_runs(frames, runs, args.split)
     labelled = {seeds.run_label(k, s, len(by_seed)): run for k, by_seed in runs.items()
                 for s, run in by_seed.items()}  # KEY, or KEY_s<seed> for a key with several seeds
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "configs").mkdir(exist_ok=True)
-    for label, run in labelled.items():
-        shutil.copyfile(run / "config.json", args.out / "configs" / f"{label}.json")
+    _copy_configs(args.out, labelled)
     n_images = len(next(iter(next(iter(aligned.values())).values())))
     if args.what in ("table1", "all"):
         print(f"Table I: {len(labelled)} run(s) on {n_images} images, {args.n_resamples} "
@@ -114,23 +125,17 @@ def run_report(args) -> None:
 
 def run_expert(args) -> None:
     """`expert`: the runs on the split's expert-labelled images, against radiologists and NIH labels."""
-    groups = parse_runs(args.runs)
-    if args.n_resamples < 1:
-        raise ReportError("--n-resamples must be >= 1")
+    by_key = _runs_by_seed(args)
     labels = expert.read_expert_labels(args.expert_labels)
-    configs = {run: read_run_config(run, args.synthetic) for paths in groups.values() for run in paths}
     runs = {seeds.run_label(k, s, len(by_seed)): run
-            for k, by_seed in seeds.group_by_seed(groups, configs).items() for s, run in by_seed.items()}
+            for k, by_seed in by_key.items() for s, run in by_seed.items()}
     frames = {k: read_predictions(run, args.split) for k, run in runs.items()}
     subsets, rows = expert.expert_subset(frames, runs, labels, args.split, args.expert_labels)
     n_split = len(next(iter(frames.values())))
     print(f"{len(rows)} of the {n_split} images of split {args.split!r} have expert labels "
           f"({rows['patient_id'].nunique()} patients)")
     results = expert.evaluate_expert(subsets, rows, args.n_resamples, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "configs").mkdir(exist_ok=True)
-    for key, run in runs.items():
-        shutil.copyfile(run / "config.json", args.out / "configs" / f"{key}.json")
+    _copy_configs(args.out, runs)
     print(expert.write_expert(results, args.out, args.synthetic, args.split, n_split))
     record = {
         "command": "expert", "argv": [_portable_arg(a) for a in args.argv],

@@ -181,6 +181,13 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
             + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
+def _cell(results: dict, key: str, name: str, paper: pd.DataFrame) -> tuple[dict, str]:
+    """A key's result for one Table I row, and the paper's value as ' (0.dddd)' when it has one."""
+    r = results["runs"][key]
+    ref = f" ({paper.loc[name, key]:.4f})" if key in paper.columns else ""
+    return (r["mean"] if name == AVE else r["per_class"][name]), ref
+
+
 def _single_markdown(results: dict, paper: pd.DataFrame) -> list[str]:
     """One run per key: 'ours [95% CI] (paper)' per cell, DeLong p of ewl vs wce if both ran."""
     keys = list(results["runs"])
@@ -189,9 +196,7 @@ def _single_markdown(results: dict, paper: pd.DataFrame) -> list[str]:
     for name in ROWS:
         cells = [name]
         for key in keys:
-            r = results["runs"][key]
-            v = r["mean"] if name == AVE else r["per_class"][name]
-            ref = f" ({paper.loc[name, key]:.4f})" if key in paper.columns else ""
+            v, ref = _cell(results, key, name, paper)
             ci = f" [{_num(v['ci_low'])}, {_num(v['ci_high'])}]" if not math.isnan(v["auc"]) else ""
             cells.append(f"{_auc_text(v['auc'], name, results)}{ci}{ref}")
         if results["delong"]:
@@ -210,9 +215,7 @@ def _seeds_markdown(results: dict, paper: pd.DataFrame) -> list[str]:
     for name in ROWS:
         cells = [name]
         for key in keys:
-            r = results["runs"][key]
-            v = r["mean"] if name == AVE else r["per_class"][name]
-            ref = f" ({paper.loc[name, key]:.4f})" if key in paper.columns else ""
+            v, ref = _cell(results, key, name, paper)
             sd = f" ± {_num(v['sd_over_seeds'])}" if v["n_seeds"] > 1 and not math.isnan(v["auc"]) else ""
             cells.append(f"{_auc_text(v['auc'], name, results)}{sd}{ref}")
         rows.append(cells)
