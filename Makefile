@@ -16,6 +16,9 @@ PHANTOM_IMAGES ?= 1200
 DEMO_SHARDS ?= data/phantom_tfrecords
 DEMO_RUNS ?= results/demo/runs
 DEMO_OUT ?= results/demo
+# The committed copies that make demo / make rehearse compare their (untracked) output with.
+DEMO_REFERENCE ?= results/reference/demo
+REHEARSE_REFERENCE ?= results/reference/rehearsal
 DATA_DIR ?= data/nih
 SHARDS ?= data/nih_tfrecords
 RUNS ?= runs
@@ -46,7 +49,7 @@ DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;
 
 .PHONY: setup test labels phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
-        bench-train bench-gpu clean-demo localize predict
+        bench-train bench-gpu clean-demo localize predict demo-reference
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~2.7 GB; a few minutes, once)"
@@ -68,6 +71,11 @@ phantom: labels
 demo-shards: phantom
 	$(PY) -m data_prep.build --data-dir $(PHANTOM_DIR) --out $(DEMO_SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
+# Targets that only read the demo shards build them when missing, and otherwise never redraw the
+# phantom (make ablation and make demo-seeds can then run side by side in one clone).
+$(DEMO_SHARDS)/manifest.json:
+	$(MAKE) demo-shards
+
 demo-train: demo-shards
 	for key in $(PAPER_KEYS); do $(PY) -m reproduce.train --data $(DEMO_SHARDS) --model $${key%_*} --loss $${key##*_} --preset demo --out $(DEMO_RUNS)/$$key || exit 1; done
 
@@ -79,6 +87,11 @@ demo: demo-evaluate
 	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.localize $(foreach k,$(LOCALIZE_KEYS),--run $(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --bbox $(PHANTOM_DIR)/BBox_List_2017.csv --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.predict --run $(DEMO_RUNS)/densenet121_wce --out $(DEMO_OUT)/predict --cam $(DEMO_PREDICT_IMAGES)
+	$(PY) -m reproduce.report.reference compare --ours $(DEMO_OUT) --reference $(DEMO_REFERENCE)
+
+# Maintainers: make demo, make ablation and make demo-seeds, then this makes their results the committed reference.
+demo-reference: setup
+	$(PY) -m reproduce.report.reference save --ours $(DEMO_OUT) --reference $(DEMO_REFERENCE)
 
 paper-shards: setup
 	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
@@ -114,7 +127,7 @@ REHEARSE_RUNS ?= results/rehearsal/runs
 REHEARSE_OUT ?= results/rehearsal
 REHEARSE_EPOCHS ?= 2
 REHEARSE_STEPS ?= 2
-.PHONY: rehearse-phantom rehearse-shards rehearse-runs rehearse
+.PHONY: rehearse-phantom rehearse-shards rehearse-runs rehearse rehearse-reference
 
 rehearse-phantom: labels
 	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(REHEARSE_PHANTOM) --images $(REHEARSE_IMAGES) --seed $(SEED) --workers $(WORKERS)
@@ -127,9 +140,13 @@ rehearse-runs: rehearse-shards
 
 rehearse: rehearse-runs
 	$(PY) -m reproduce.report all $(call RUN_ARGS,$(PAPER_KEYS),$(REHEARSE_RUNS)) --out $(REHEARSE_OUT) --synthetic
+	$(PY) -m reproduce.report.reference compare --ours $(REHEARSE_OUT) --reference $(REHEARSE_REFERENCE)
+
+rehearse-reference: setup
+	$(PY) -m reproduce.report.reference save --ours $(REHEARSE_OUT) --reference $(REHEARSE_REFERENCE)
 
 # Seed noise: DenseNet121 wce and ewl at the demo preset for seeds 0 1 2 (~25 min on 2 cores; not part of make demo).
-demo-seeds-runs: demo-shards
+demo-seeds-runs: $(DEMO_SHARDS)/manifest.json
 	$(PY) -m reproduce.runs --data $(DEMO_SHARDS) --preset demo --runs-dir $(DEMO_RUNS) --keys $(DEMO_SEED_KEYS) --seeds $(DEMO_SEEDS) $(if $(GPUS),--gpus $(GPUS))
 
 demo-seeds: demo-seeds-runs
@@ -138,13 +155,13 @@ demo-seeds: demo-seeds-runs
 expert: labels
 	$(PY) -m reproduce.report expert $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --expert-labels $(EXPERT_LABELS) --out $(RESULTS)
 
-ablation: demo-shards
+ablation: $(DEMO_SHARDS)/manifest.json
 	$(PY) -m reproduce.ablation --data $(DEMO_SHARDS) --runs $(DEMO_RUNS) --labels $(LABELS) --out $(DEMO_OUT)
 
 bench-data: phantom
 	$(PY) -m bench.data --data-dir $(PHANTOM_DIR) --out results/bench/data_prep.json
 
-bench-train: demo-shards
+bench-train: $(DEMO_SHARDS)/manifest.json
 	$(PY) -m bench.train --data $(DEMO_SHARDS) --images-dir $(PHANTOM_DIR) --out results/bench/train.json
 
 # ... then the README's benchmark tables, regenerated from results/bench/*.json.
@@ -156,4 +173,4 @@ bench-gpu: setup
 	bash bench/gpu.sh --install
 
 clean-demo:
-	rm -rf $(PHANTOM_DIR) $(DEMO_SHARDS) $(DEMO_RUNS)
+	rm -rf $(PHANTOM_DIR) $(DEMO_SHARDS) $(DEMO_OUT)

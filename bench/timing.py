@@ -14,24 +14,19 @@ from __future__ import annotations
 import os
 import platform
 import time
-from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from data_prep.provenance import cpu_facts
 from reproduce.loss_registry import build_loss
 from reproduce.models import build_model
-from reproduce.train import JIT
+from reproduce.train import compile_for_training
 
 
 def machine_facts() -> dict:
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+    return {"platform": platform.platform(), "python": platform.python_version(), **cpu_facts(),
+            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
             # Other jobs on the machine make every number noisy: the load when this was written.
@@ -39,14 +34,9 @@ def machine_facts() -> dict:
 
 
 def compiled_model(config, manifest: dict, replicas: int = 1) -> keras.Model:
-    """build_model + the loss + Adam(config.learning_rate), compiled with config.jit_compile and
-    config.steps_per_execution exactly as `reproduce.train` compiles a run (the caller enters a
-    strategy scope and sets the precision policy first)."""
-    model = build_model(config, replicas=replicas)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=build_loss(config, manifest),
-                  run_eagerly=config.run_eagerly, jit_compile=JIT[config.jit_compile],
-                  steps_per_execution=config.steps_per_execution)
-    return model
+    """build_model + the loss, compiled by `reproduce.train.compile_for_training`, exactly as a
+    run is (the caller enters a strategy scope and sets the precision policy first)."""
+    return compile_for_training(build_model(config, replicas=replicas), config, build_loss(config, manifest))
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -61,7 +61,9 @@ def fetch_labels(out: str | Path, source: str | None = None) -> Path:
         found = next((d for d in _candidates(source) if (d / name).is_file()), None)
         if found is not None:
             shutil.copyfile(found / name, out / name)
-            print(f"copied {name} from {found}")
+            # Relative to the project (e.g. ../shared/data): no machine path on the terminal or in logs.
+            shown = os.path.relpath(found, PROJECT_ROOT) if found.is_absolute() else found
+            print(f"copied {name} from {shown}")
             missing.remove(name)
     if missing:
         print(f"downloading {', '.join(missing)} from the {WHEEL} wheel (29 MB, no torch)")

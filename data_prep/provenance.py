@@ -5,7 +5,7 @@ report_config.json (reproduce.report), so every number traces to the code that m
 
 Code version (our choice of what "version" means): the newest git commit that changed the CODE
 (`CODE_PATHS`), and whether the code differs from it now. Results committed after they were made
-(results/demo/) do not change it, so regenerating them at the same code writes the same bytes.
+(results/reference/) do not change it, so regenerating them at the same code writes the same bytes.
 Outside a git checkout: the installed package version. Library versions come from the installed
 distributions' metadata, so asking costs no TensorFlow import (report stays TensorFlow-free).
 """
@@ -55,6 +55,22 @@ def library_versions(names=LIBRARIES) -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def cpu_facts() -> dict:
+    """The CPU's model, the vector instruction sets that change oneDNN's round-off (AVX2, AVX-512,
+    AMX) and the core count: what decides whether two CPU runs can agree bit for bit."""
+    model, flags = "unknown", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f in flags]
+    return {"cpu": model, "instruction_sets": isa, "cpu_count": os.cpu_count()}
 
 
 def provenance() -> dict:

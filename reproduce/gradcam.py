@@ -70,9 +70,12 @@ class GradCAM:
         self._head = model.get_layer("predictions")
         self._size = tuple(model.inputs[0].shape[1:3])
         signature = [tf.TensorSpec([None, *self._size, 1], tf.uint8), tf.TensorSpec([None], tf.int32)]
-        self._compiled = tf.function(self._heatmaps, input_signature=signature)  # one trace
+        # One trace each, on first use: Grad-CAM (ReLU, then upsampled) and the map without it.
+        self._compiled = {relu: tf.function(lambda images, classes, relu=relu:
+                                            self._heatmaps(images, classes, relu),
+                                            input_signature=signature) for relu in (True, False)}
 
-    def _heatmaps(self, images, classes):
+    def _heatmaps(self, images, classes, relu: bool):
         with tf.GradientTape() as tape:
             maps, features = self._features(self._input(images), training=False)
             pooled = ops.cast(self._pool(features), "float32")
@@ -84,8 +87,8 @@ class GradCAM:
         grads = ops.cast(tape.gradient(score, maps), "float32")
         weights = ops.mean(grads, axis=(1, 2), keepdims=True)  # α_k
         cam = ops.sum(weights * maps, axis=-1, keepdims=True)
-        both = ops.concatenate([ops.relu(cam), cam], axis=-1)  # Grad-CAM, and without its ReLU
-        return ops.image.resize(both, self._size, interpolation="bilinear")
+        cam = ops.relu(cam) if relu else cam
+        return ops.image.resize(cam, self._size, interpolation="bilinear")[..., 0]
 
     def __call__(self, images, classes, relu: bool = True) -> np.ndarray:
         """`relu=False`: the map before Grad-CAM's ReLU, i.e. Σ α_k A^k, negative where the maps
@@ -97,7 +100,7 @@ class GradCAM:
             raise ValueError(f"{len(images)} images but {len(classes)} classes")
         # A backward pass keeps every activation: BATCH at a time bounds the memory (our choice,
         # the training batch of §IV.B, which the paper's GPU held with its gradients).
-        chunks = [np.asarray(self._compiled(images[k:k + BATCH], classes[k:k + BATCH]))
+        compiled = self._compiled[bool(relu)]
+        chunks = [np.asarray(compiled(images[k:k + BATCH], classes[k:k + BATCH]))
                   for k in range(0, len(images), BATCH)]
-        both = np.concatenate(chunks) if chunks else np.zeros((0, *self._size, 2), np.float32)
-        return both[..., 0 if relu else 1]
+        return np.concatenate(chunks) if chunks else np.zeros((0, *self._size), np.float32)

@@ -86,14 +86,18 @@ def predicted_boxes(model, images: dict, pairs: list, threshold: float, batch: i
     return boxes, heatmaps
 
 
-def localize_run(run: Path, args, bbox: pd.DataFrame, examples: list | None):
-    """One run: (scored boxes, its images and heatmaps of the example pairs, the example list)."""
+def localize_run(run: Path, args, bbox: pd.DataFrame, examples: list | None, decoded: dict):
+    """One run: (scored boxes, its images and heatmaps of the example pairs, the example list).
+    `decoded` keeps the split's images per image size, so runs of one size decode them once."""
     from reproduce.config import Config
     from reproduce.evaluate import load_checkpoint
 
     config = Config.load(run / "config.json")
     model = load_checkpoint(run / f"{args.checkpoint or config.checkpoint}.keras", config)
-    images, total = split_images(Path(args.data), args.split, config, set(bbox["image_index"]))
+    if config.image_size not in decoded:
+        decoded[config.image_size] = split_images(Path(args.data), args.split, config,
+                                                  set(bbox["image_index"]))
+    images, total = decoded[config.image_size]
     boxes = boxes_in_split(bbox, images, total, args) if examples is None else bbox
     if examples is None:  # the first box of each class (CLASSES order), up to --examples
         firsts = boxes.drop_duplicates("label").set_index("label").reindex(CLASSES).dropna()
@@ -130,9 +134,9 @@ def run_localize(args) -> None:
     bbox = read_bbox_file(args.bbox)
     data = "synthetic" if args.synthetic else "ChestX-ray14"
     wang = loc.read_wang_table()
-    scored, shown, tables, examples = {}, {}, [], None
+    scored, shown, tables, examples, decoded = {}, {}, [], None, {}
     for name, run in zip(names, runs):
-        scored[name], shown[name], examples, bbox = localize_run(run, args, bbox, examples)
+        scored[name], shown[name], examples, bbox = localize_run(run, args, bbox, examples, decoded)
         tables.append(loc.comparison(loc.accuracy_table(scored[name]), wang, name, data))
         print(summary_line(name, tables[-1]))
     reference = loc.score_boxes(bbox, loc.whole_image_boxes(bbox))

@@ -105,14 +105,21 @@ def _tensorboard(out_dir):
     return [cb.EpochTensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False)]
 
 
+def compile_for_training(model, config: Config, loss) -> keras.Model:
+    """The one place a run's optimizer and compile switches are set (the benchmarks call it too,
+    so what they time is what `train` runs). The caller enters the strategy scope."""
+    # §IV.B "optimized the network using Adam [12] … learning rate initialed as 0.001"
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
+                  run_eagerly=config.run_eagerly, jit_compile=JIT[config.jit_compile],
+                  steps_per_execution=config.steps_per_execution)
+    return model
+
+
 def _compiled_model(config, manifest, strategy, backbone):
     with strategy.scope():
         model = build_model(config, backbone=backbone, replicas=strategy.num_replicas_in_sync)
         loss = build_loss(config, manifest)
-        # §IV.B "optimized the network using Adam [12] … learning rate initialed as 0.001"
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
-                      run_eagerly=config.run_eagerly, jit_compile=JIT[config.jit_compile],
-                      steps_per_execution=config.steps_per_execution)
+        compile_for_training(model, config, loss)
     return model, loss
 
 

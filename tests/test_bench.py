@@ -261,7 +261,7 @@ def test_make_rehearse_is_the_paper_preset_with_three_stated_changes():
     lines = done.stdout.splitlines()
     [build] = [line for line in lines if "data_prep.build" in line]
     [run] = [line for line in lines if "reproduce.runs" in line]
-    [report] = [line for line in lines if "reproduce.report" in line]
+    [report] = [line for line in lines if "reproduce.report all" in line]
     assert "--size 224" in build and "--data-dir data/rehearsal_phantom" in build
     own, extra = runs.split_argv(shlex.split(run)[3:])
     args = runs.build_parser().parse_args(own)
