@@ -60,8 +60,9 @@ class Config:
     # --- execution ---------------------------------------------------------------------------
     seed: int = _field(0, "our choice: seeds the head's initialisation, data order and flips "
                        "(each epoch's order and flips are a function of seed and epoch only)")
-    deterministic: bool = _field(False, "our choice: TensorFlow op determinism (bit-identical "
-                                 "reruns and resumes on a CPU); off in paper: it costs GPU speed")
+    deterministic: bool = _field(False, "our choice: TensorFlow op determinism and one inter-op "
+                                 "thread (bit-identical reruns and resumes on a CPU); off in "
+                                 "paper: it costs GPU speed")
     mixed_precision: bool = _field(False, "not in the paper (GTX 1080Ti, fp32 implied): "
                                    "mixed_float16 on a GPU")
     jit_compile: str = _field("auto", "XLA: auto (Keras' default: on for a GPU without "

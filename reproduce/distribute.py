@@ -3,7 +3,7 @@
 - `configure_devices`: before TensorFlow starts, split the CPU into N logical devices
   (config.cpu_replicas: how tests and users try `--distribute mirrored` without GPUs), let GPU
   memory grow instead of taking every visible GPU's memory (so several runs can share a host),
-  and turn on op determinism (config.deterministic).
+  and turn on op determinism with one inter-op thread (config.deterministic).
 - `make_strategy`: none = no strategy; mirrored = all local GPUs, else all logical CPUs (on one
   device it trains bit for bit like `none`: the data do not depend on how often Keras opens the
   dataset); multiworker = $TF_CONFIG.
@@ -42,8 +42,25 @@ def configure_devices(config) -> None:
             pass
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+        _one_op_at_a_time()
     else:  # off again after a deterministic run in the same process (tests run several)
         tf_framework_config.disable_op_determinism()
+
+
+def _one_op_at_a_time() -> None:
+    """Op determinism alone does not make a CPU run repeat itself bit for bit: on a 2-core AMD
+    EPYC with AVX-512, DenseNet121 in graph mode (the demo preset) gave another loss on every run
+    (epoch 1 of 6 steps: 19.2659 / 19.2707; with oneDNN off too), and one inter-op thread (ops
+    one at a time, each still using every core) gave the same loss every time. Its cost there:
+    15 s per DenseNet121 demo epoch instead of 12–13 (README, 'Same machine, same bytes').
+    TensorFlow fixes its thread pools when it starts: in a process where it already started
+    with more (tests), the run goes on as it is."""
+    if tf.config.threading.get_inter_op_parallelism_threads() == 1:
+        return
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
 
 
 def local_devices() -> list[str]:

@@ -302,3 +302,32 @@ def test_tensorflow_error_during_fit_is_one_line(shards_dir, tmp_path, capsys, m
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
     assert err[0].startswith(f"error: {shards_dir}: TensorFlow stopped training") and "injected read error" in err[0]
+
+
+@pytest.fixture(scope="module")
+def shards_64(tmp_path_factory, phantom_dir):
+    """The test phantom stored at 64², the demo preset's image size (no resize when training)."""
+    from data_prep.build import build_dataset
+
+    out = tmp_path_factory.mktemp("shards_64")
+    build_dataset(phantom_dir, out, split="paper", size=64, workers=1, seed=0)
+    return out
+
+
+@pytest.mark.slow
+def test_demo_preset_densenet121_repeats_itself_bit_for_bit(shards_64, tmp_path):
+    """The demo preset in graph mode, two runs side by side: the same loss and the same weights.
+    With op determinism alone this failed on a 2-core AMD EPYC with AVX-512 (six demo steps of
+    DenseNet121 gave epoch losses 19.2659 and 19.2707); one inter-op thread
+    (distribute._one_op_at_a_time) fixed it. Six steps: the fewest with which it failed there."""
+    common = ["--data", str(shards_64), "--model", "densenet121", "--loss", "wce", "--preset", "demo",
+              "--epochs", "1", "--steps-per-epoch", "6"]
+    procs = [_run_cli([*common, "--out", str(tmp_path / name)], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "history.csv"),
+                                  pd.read_csv(tmp_path / "b" / "history.csv"), check_exact=True)
+    for a, b in zip(_load_weights(tmp_path / "a" / "last.keras"), _load_weights(tmp_path / "b" / "last.keras")):
+        assert np.array_equal(a, b)
