@@ -1,5 +1,6 @@
 """Label files: both NIH releases, the real counts, unknown labels, the bbox list."""
 import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,7 +120,7 @@ def test_fetch_labels_copies_and_checks(tmp_path, real_labels):
         fetch_labels.fetch_labels(out)
 
 
-def test_fetch_labels_file_by_file(tmp_path, real_labels, real_expert):
+def test_fetch_labels_file_by_file(tmp_path, real_labels, real_expert, capsys):
     """A source with only NIH's two files serves them; the expert file comes from the next folder
     that has it (../shared/data here), and all three are checked."""
     nih_only = tmp_path / "nih"
@@ -129,3 +130,7 @@ def test_fetch_labels_file_by_file(tmp_path, real_labels, real_expert):
     out = fetch_labels.fetch_labels(tmp_path / "labels", source=str(nih_only))
     assert sorted(p.name for p in out.iterdir()) == sorted(fetch_labels.FILES)
     assert (out / real_expert.name).read_bytes() == real_expert.read_bytes()
+    # Where each file came from, relative to the project: no machine path on the terminal.
+    copied = [line.rsplit(" from ", 1)[1] for line in capsys.readouterr().out.splitlines()
+              if line.startswith("copied ")]
+    assert len(copied) == 3 and not any(Path(path).is_absolute() for path in copied)

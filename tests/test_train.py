@@ -319,7 +319,8 @@ def test_demo_preset_densenet121_repeats_itself_bit_for_bit(shards_64, tmp_path)
     """The demo preset in graph mode, two runs side by side: the same loss and the same weights.
     With op determinism alone this failed on a 2-core AMD EPYC with AVX-512 (six demo steps of
     DenseNet121 gave epoch losses 19.2659 and 19.2707); one inter-op thread
-    (distribute._one_op_at_a_time) fixed it. Six steps: the fewest with which it failed there."""
+    (distribute._one_op_at_a_time) fixed it. Six steps: three steps of DenseNet121 at 64² did not
+    show it there; six did, on every pair of runs tried (four)."""
     common = ["--data", str(shards_64), "--model", "densenet121", "--loss", "wce", "--preset", "demo",
               "--epochs", "1", "--steps-per-epoch", "6"]
     procs = [_run_cli([*common, "--out", str(tmp_path / name)], stdout=subprocess.DEVNULL,
