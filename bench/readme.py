@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from data_prep import cli
+from data_prep.provenance import portable_path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_GOAL = 2.0  # our target for the build vs a naive loop (per core)
@@ -235,27 +236,33 @@ def regenerate(text: str, results: dict) -> str:
 
 def build_parser():
     p = cli.make_parser("bench.readme", __doc__)
-    p.add_argument("--readme", type=Path, default=ROOT / "README.md", help="file with the sections")
-    p.add_argument("--results", type=Path, default=ROOT / "results" / "bench", help="folder of the JSON files")
+    # Defaults are shown and taken relative to the project (no machine path in a help).
+    p.add_argument("--readme", type=Path, default=Path("README.md"), help="file with the sections")
+    p.add_argument("--results", type=Path, default=Path("results/bench"), help="folder of the JSON files")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is stale")
     return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("readme", "results"):
+        if getattr(args, name) == parser.get_default(name):
+            setattr(args, name, ROOT / getattr(args, name))
 
     def body():
+        shown, source = portable_path(args.readme), portable_path(args.results)
         text = args.readme.read_text()
         new = regenerate(text, load(args.results))
         if args.check:
             if new != text:
-                raise ValueError(f"{args.readme}: benchmark sections are stale; run python -m bench.readme")
-            print(f"{args.readme}: benchmark sections match {args.results}")
+                raise ValueError(f"{shown}: benchmark sections are stale; run python -m bench.readme")
+            print(f"{shown}: benchmark sections match {source}")
         elif new != text:
             args.readme.write_text(new)
-            print(f"{args.readme}: benchmark sections regenerated from {args.results}")
+            print(f"{shown}: benchmark sections regenerated from {source}")
         else:
-            print(f"{args.readme}: already up to date")
+            print(f"{shown}: already up to date")
 
     return cli.run(body)
 

@@ -22,7 +22,7 @@ import keras
 from keras import ops
 
 from data_prep.schema import NUM_CLASSES
-from reproduce.loss_registry import head_activation
+from reproduce import loss_registry  # module, not name: `import reproduce` may load us mid-import of it
 
 # keras.applications module and constructor per family, and the exact notop file name that
 # keras.applications.<family> downloads into $KERAS_HOME/models (see its WEIGHTS_PATH_NO_TOP).
@@ -186,7 +186,7 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
     x = features(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     init = keras.initializers.GlorotUniform(seed=config.seed)  # our choice: seeded head init
-    outputs = keras.layers.Dense(NUM_CLASSES, activation=head_activation(config.loss),
+    outputs = keras.layers.Dense(NUM_CLASSES, activation=loss_registry.head_activation(config.loss),
                                  kernel_initializer=init, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=f"{config.model}_{config.loss}")
     model.trainable = True  # §V "we fine-tuned the pre-trained model": propagates to every layer

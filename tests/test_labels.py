@@ -120,13 +120,18 @@ def test_fetch_labels_copies_and_checks(tmp_path, real_labels):
         fetch_labels.fetch_labels(out)
 
 
-def test_fetch_labels_file_by_file(tmp_path, real_labels, real_expert, capsys):
+def test_fetch_labels_file_by_file(tmp_path, real_labels, real_expert, capsys, monkeypatch):
     """A source with only NIH's two files serves them; the expert file comes from the next folder
-    that has it (../shared/data here), and all three are checked."""
+    that has it ($CXR14_LABELS_DIR here, a folder holding only that file), and all three are
+    checked. Nothing outside the test's own folders is read, wherever the clone sits."""
     nih_only = tmp_path / "nih"
     nih_only.mkdir()
     for name in ("Data_Entry_2017_v2020.csv.gz", "BBox_List_2017.csv.gz"):
         (nih_only / name).write_bytes((real_labels.parent / name).read_bytes())
+    expert_only = tmp_path / "expert"
+    expert_only.mkdir()
+    (expert_only / real_expert.name).write_bytes(real_expert.read_bytes())
+    monkeypatch.setenv("CXR14_LABELS_DIR", str(expert_only))
     out = fetch_labels.fetch_labels(tmp_path / "labels", source=str(nih_only))
     assert sorted(p.name for p in out.iterdir()) == sorted(fetch_labels.FILES)
     assert (out / real_expert.name).read_bytes() == real_expert.read_bytes()
