@@ -1,14 +1,15 @@
-"""The README's benchmark numbers, generated from results/bench/*.json (never typed by hand).
+"""The docs' benchmark numbers, generated from results/bench/*.json (never typed by hand).
 
-    python -m bench.readme            # rewrite the generated sections of README.md
-    python -m bench.readme --check    # exit 1 if README.md differs from what the JSON files give
+    python -m bench.readme            # rewrite the generated sections of docs/benchmarks.md, docs/gpus.md
+    python -m bench.readme --check    # exit 1 if a file differs from what the JSON files give
 
-Each section sits between `<!-- generated: NAME ... -->` and `<!-- end: NAME -->`; the text
-between is replaced as a whole. tests/test_bench.py fails when README.md is stale, so a new
-`make bench` / `make bench-gpu` result is followed by `python -m bench.readme`.
-  bench-table   Benchmarks: build, reads, training vs in memory, input pipeline, uint8 input,
+Each section sits between `<!-- generated: NAME ... -->` and `<!-- end: NAME -->` in the file that
+holds it (FILES; `--file NAME=PATH` points a section elsewhere); the text between is replaced as a
+whole. tests/test_bench.py fails when a file is stale, so a new `make bench` / `make bench-gpu`
+result is followed by `python -m bench.readme`.
+  bench-table   docs/benchmarks.md: build, reads, training vs in memory, input pipeline, uint8 input,
                 XLA and steps per execution on a CPU, and one row per GPU benchmarked
-  gpu-flags     Running the paper on GPUs: what each flag costs or saves, CPU and GPU numbers
+  gpu-flags     docs/gpus.md: what each flag costs or saves, CPU and GPU numbers
 """
 from __future__ import annotations
 
@@ -207,6 +208,8 @@ def gpu_flags(r: dict) -> str:
 
 
 SECTIONS = {"bench-table": bench_table, "gpu-flags": gpu_flags}
+# The file that holds each section, relative to the project (the default of --file).
+FILES = {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md")}
 
 
 def begin_marker(name: str) -> str:
@@ -217,52 +220,77 @@ def end_marker(name: str) -> str:
     return f"<!-- end: {name} -->"
 
 
-def section(text: str, name: str) -> str:
-    """What README text holds between the markers of section `name`."""
+def section(text: str, name: str, shown: str | None = None) -> str:
+    """What `text` (the file `shown`, by default the one FILES names) holds between the markers
+    of section `name`."""
     begin, end = begin_marker(name), end_marker(name)
     if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
-        raise ValueError(f"README.md: expected one '{begin}' followed by one '{end}'")
+        raise ValueError(f"{shown or FILES[name].as_posix()}: expected one '{begin}' followed by one '{end}'")
     return text[text.index(begin) + len(begin):text.index(end)].strip("\n")
 
 
-def regenerate(text: str, results: dict) -> str:
-    """`text` with every section's lines replaced by what `results` give now."""
-    for name, render in SECTIONS.items():
-        section(text, name)  # both markers present, in order
+def regenerate(text: str, results: dict, names=None, shown: str | None = None) -> str:
+    """`text` with the lines of every section in `names` (default: all) replaced by what `results`
+    give now."""
+    for name in SECTIONS if names is None else names:
+        section(text, name, shown)  # both markers present, in order
         start = text.index(begin_marker(name)) + len(begin_marker(name))
-        text = text[:start] + "\n" + render(results) + "\n" + text[text.index(end_marker(name)):]
+        text = text[:start] + "\n" + SECTIONS[name](results) + "\n" + text[text.index(end_marker(name)):]
     return text
 
 
 def build_parser():
     p = cli.make_parser("bench.readme", __doc__)
     # Defaults are shown and taken relative to the project (no machine path in a help).
-    p.add_argument("--readme", type=Path, default=Path("README.md"), help="file with the sections")
+    defaults = ", ".join(f"{name}={path.as_posix()}" for name, path in FILES.items())
+    p.add_argument("--file", action="extend", nargs="+", metavar="NAME=PATH", default=None,
+                   help=f"put section NAME in the file PATH instead (default: {defaults})")
     p.add_argument("--results", type=Path, default=Path("results/bench"), help="folder of the JSON files")
-    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is stale")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
     return p
+
+
+def section_files(parser, given) -> dict[Path, list[str]]:
+    """{file: [section names it holds]}: FILES under the project, with --file NAME=PATH applied."""
+    files = {name: ROOT / path for name, path in FILES.items()}
+    for item in given or []:
+        name, sep, path = item.partition("=")
+        if not sep or not path or name not in SECTIONS:
+            parser.error(f"--file {item}: expected NAME=PATH with NAME one of {', '.join(SECTIONS)}")
+        files[name] = Path(path)
+    grouped: dict[Path, list[str]] = {}
+    for name, path in files.items():
+        grouped.setdefault(path, []).append(name)
+    return grouped
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("readme", "results"):
-        if getattr(args, name) == parser.get_default(name):
-            setattr(args, name, ROOT / getattr(args, name))
+    if args.results == parser.get_default("results"):
+        args.results = ROOT / args.results
+    files = section_files(parser, args.file)
 
     def body():
-        shown, source = portable_path(args.readme), portable_path(args.results)
-        text = args.readme.read_text()
-        new = regenerate(text, load(args.results))
-        if args.check:
-            if new != text:
-                raise ValueError(f"{shown}: benchmark sections are stale; run python -m bench.readme")
-            print(f"{shown}: benchmark sections match {source}")
-        elif new != text:
-            args.readme.write_text(new)
-            print(f"{shown}: benchmark sections regenerated from {source}")
-        else:
-            print(f"{shown}: already up to date")
+        source = portable_path(args.results)
+        results = load(args.results)
+        stale = []
+        for path, names in files.items():
+            shown = portable_path(path)
+            text = path.read_text()
+            new = regenerate(text, results, names, shown)
+            if args.check:
+                if new != text:
+                    stale.append(shown)
+                else:
+                    print(f"{shown}: benchmark sections match {source}")
+            elif new != text:
+                path.write_text(new)
+                print(f"{shown}: benchmark sections regenerated from {source}")
+            else:
+                print(f"{shown}: already up to date")
+        if stale:
+            raise ValueError(f"{', '.join(stale)}: benchmark sections are stale; run python -m bench.readme")
 
     return cli.run(body)
 

@@ -201,33 +201,64 @@ def test_gpu_worker_goes_on_after_a_failing_mode(shards_dir, tmp_path, monkeypat
     assert seen == [("model-True", False)]
 
 
-# --- README numbers come from results/bench/*.json ---------------------------------------------------
+# --- the docs' benchmark numbers come from results/bench/*.json -------------------------------------
 def test_readme_benchmark_sections_are_what_the_results_give():
-    text = (ROOT / "README.md").read_text()
+    """Each generated section sits in the file bench.readme.FILES names, and is what the JSON give."""
+    assert readme.FILES == {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md")}
     results = readme.load(ROOT / "results" / "bench")
     for name, render in readme.SECTIONS.items():
+        text = (ROOT / readme.FILES[name]).read_text()
         assert readme.section(text, name) == render(results), \
-            f"README.md section {name!r} is stale: run python -m bench.readme"
+            f"{readme.FILES[name]} section {name!r} is stale: run python -m bench.readme"
+        others = [n for n in readme.SECTIONS if n != name]
+        assert not any(readme.begin_marker(n) in text for n in others if readme.FILES[n] != readme.FILES[name])
+    assert "<!-- generated:" not in (ROOT / "README.md").read_text()  # the front page holds none
     raw = json.loads((ROOT / "results" / "bench" / "data_prep.json").read_text())["read"]["raw_over_png"]
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
     assert f"| {raw:.2f}× | raw is the default" in text  # the number docs/paper_map.md used to misquote
 
 
 def test_readme_check_fails_on_a_stale_copy_and_regenerating_fixes_it(tmp_path, capsys):
-    text = (ROOT / "README.md").read_text()
+    copies = {}
+    for name, path in readme.FILES.items():
+        copies[name] = tmp_path / path.name
+        copies[name].write_text((ROOT / path).read_text())
+    bench_md, gpus_md = copies["bench-table"], copies["gpu-flags"]
+    text = bench_md.read_text()
     table = readme.section(text, "bench-table")
     stale = text.replace(table, table.replace("img/s |", "img/z |", 1))
     assert stale != text
-    path = tmp_path / "README.md"
-    path.write_text(stale)
-    args = ["--readme", str(path), "--results", str(ROOT / "results" / "bench")]
+    bench_md.write_text(stale)
+    args = [f"--file=bench-table={bench_md}", "--file", f"gpu-flags={gpus_md}",
+            "--results", str(ROOT / "results" / "bench")]
     assert readme.main([*args, "--check"]) == 1
-    assert capsys.readouterr().err == (f"error: {path}: benchmark sections are stale; "
+    assert capsys.readouterr().err == (f"error: {bench_md}: benchmark sections are stale; "
                                        "run python -m bench.readme\n")
-    assert path.read_text() == stale  # --check writes nothing
+    assert bench_md.read_text() == stale  # --check writes nothing
     assert readme.main(args) == 0 and readme.main([*args, "--check"]) == 0
-    assert path.read_text() == (ROOT / "README.md").read_text()
-    path.write_text("no markers here\n")
-    assert readme.main(args) == 1 and "expected one '<!-- generated: bench-table" in capsys.readouterr().err
+    assert "benchmarks.md: benchmark sections match" in capsys.readouterr().out
+    for name, path in readme.FILES.items():
+        assert copies[name].read_text() == (ROOT / path).read_text()
+    gpus_md.write_text("no markers here\n")
+    assert readme.main(args) == 1
+    assert capsys.readouterr().err.startswith(f"error: {gpus_md}: expected one '<!-- generated: gpu-flags")
+    # one file may hold both sections; an unknown section name is a usage error
+    both = tmp_path / "both.md"
+    both.write_text(f"{readme.begin_marker('gpu-flags')}\n{readme.end_marker('gpu-flags')}\n"
+                    f"{readme.begin_marker('bench-table')}\n{readme.end_marker('bench-table')}\n")
+    assert readme.main(["--file", f"bench-table={both}", f"gpu-flags={both}",
+                        "--results", str(ROOT / "results" / "bench")]) == 0
+    assert readme.section(both.read_text(), "bench-table") == readme.section(bench_md.read_text(), "bench-table")
+    with pytest.raises(SystemExit) as usage:
+        readme.main(["--file", f"no-such-section={both}"])
+    assert usage.value.code == 2 and "expected NAME=PATH" in capsys.readouterr().err
+
+
+def test_readme_help_shows_the_relative_default_files():
+    parser = readme.build_parser()
+    [option] = [a for a in parser._actions if "--file" in a.option_strings]
+    assert option.help.endswith("(default: bench-table=docs/benchmarks.md, gpu-flags=docs/gpus.md)")
+    assert str(ROOT) not in parser.format_help()
 
 
 def test_readme_gpu_rows_from_a_gpu_result():

@@ -149,7 +149,7 @@ def test_real_expert_file_counts(real_expert, real_labels):
 
 
 def test_real_file_agreement(real_expert, real_labels):
-    """The numbers in results/README.md and README.md (all 4,376 rows, no image needed)."""
+    """The numbers in results/README.md and docs/radiologists.md (all 4,376 rows, no image needed)."""
     table = expert.file_agreement(real_expert, real_labels).set_index("finding")
     got = table[["positives_expert", "positives_nih", "nih_pos_expert_neg", "nih_neg_expert_pos"]]
     assert got.to_dict("index") == {
@@ -162,6 +162,15 @@ def test_real_file_agreement(real_expert, real_labels):
     }
     assert table["kappa"].round(3).to_dict() == {"Pneumothorax": 0.427, "Nodule or mass": 0.413,
                                                  "Airspace opacity": 0.305}
+    # ... and the two pages that quote them hold these numbers, row by row
+    for page in ("results/README.md", "docs/radiologists.md"):
+        rows = [line for line in (ROOT / page).read_text().splitlines() if line.startswith("| ")]
+        for finding, r in table.iterrows():
+            cells = (f"{r['positives_expert']:,}", f"{r['positives_nih']:,}", f"{r['nih_pos_expert_neg']:,}",
+                     f"{r['nih_neg_expert_pos']:,}", f"{r['kappa']:.3f}")
+            got = [[c.split(" (")[0] for c in line.strip("|").split("|")[1:6]] for line in rows
+                   if line.strip("|").split("|")[0].strip().startswith(finding)]
+            assert [[c.strip() for c in g] for g in got] == [list(cells)], f"{page}: {finding} row"
 
 
 # ---- kappa and the mapping -----------------------------------------------------------------------
