@@ -31,6 +31,11 @@ class Config:
                        "other names: the Eq. (2) readings of reproduce.study")
     weights: str = _field("imagenet", '§IV.D "pre-trained baseline models": imagenet, none, or a '
                           "weights file")
+    initializer: str = _field("keras", "our choice: how weights that are not loaded (the head; a "
+                              "backbone with weights none) are drawn: keras = the backend's own "
+                              "generator (one seed, other weights under TensorFlow and JAX), "
+                              "numpy = the same distributions drawn by NumPy, the same network "
+                              "on every backend (reproduce.init_weights)")
     # --- input -------------------------------------------------------------------------------
     image_size: int = _field(224, '§IV.B "downscaled the images to 224×224"')
     horizontal_flip: bool = _field(True, '§IV.B "Random horizontal flipping was performed as data '
@@ -39,7 +44,9 @@ class Config:
                                  "across shards by data_prep.build")
     cache: bool = _field(False, "our choice: cache decoded images in RAM (demo/smoke: small sets)")
     # --- optimisation ------------------------------------------------------------------------
-    optimizer: str = _field("adam", '§IV.B "optimized the network using Adam [12]" (the only one)')
+    optimizer: str = _field("adam", '§IV.B "optimized the network using Adam [12]"; sgd (plain, '
+                            "our choice, not for Table I): exactness checks, where Adam's first "
+                            "steps turn round-off into whole ±lr steps (docs/exactness.md)")
     learning_rate: float = _field(1e-3, '§IV.B "learning rate initialed as 0.001" (constant)')
     batch_size: int = _field(32, '§IV.B "with 32 minibatch size"; the global batch under '
                              "--distribute")
@@ -142,7 +149,8 @@ def smoke() -> Config:
 PRESETS = {"paper": paper, "demo": demo, "smoke": smoke}
 # Fields whose values are a closed set (the loss names come from the registry: `add_arguments`).
 CHOICES = {"model": MODELS, "distribute": DISTRIBUTE, "wce_factors": ("batch", "dataset"),
-           "checkpoint": ("best", "last"), "optimizer": ("adam",), "jit_compile": ("auto", "on", "off")}
+           "checkpoint": ("best", "last"), "optimizer": ("adam", "sgd"), "jit_compile": ("auto", "on", "off"),
+           "initializer": ("keras", "numpy")}
 
 
 def preset(name: str) -> Config:

@@ -16,7 +16,12 @@ import importlib.util
 import sys
 
 # Every module whose import registers a custom object (register_keras_serializable).
-MODULES = ("reproduce.models", "reproduce.loss_registry")
+MODULES = ("reproduce.models", "reproduce.losses", "reproduce.study.readings")
+
+
+def _initializing(name: str) -> bool:
+    module = sys.modules.get(name)
+    return bool(module is not None and getattr(module.__spec__, "_initializing", False))
 
 
 def import_all() -> None:
@@ -42,7 +47,10 @@ class _AfterKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         self._inner.exec_module(module)
-        import_all()
+        # Keras imported from the middle of one of MODULES: importing the others now would meet
+        # that half-defined module (a circular import); it calls import_all() at its own end.
+        if not any(_initializing(name) for name in MODULES):
+            import_all()
 
 
 def register() -> None:

@@ -18,13 +18,18 @@ import tensorflow as tf
 # TF 2.21 exports enable_op_determinism only; its counterpart lives beside it, unexported.
 from tensorflow.python.framework import config as tf_framework_config
 
+from reproduce import backend
+
 
 class DistributeError(RuntimeError):
     """A device or cluster setting that cannot be honoured; one-line message."""
 
 
 def configure_devices(config) -> None:
-    """Logical CPUs, GPU memory growth and op determinism, as `config` asks (idempotent)."""
+    """Logical CPUs, GPU memory growth and op determinism, as `config` asks (idempotent). On a
+    Keras backend other than TensorFlow, first refuse what needs tf.distribute (reproduce.backend)."""
+    backend.check_supported(config)
+    backend.prepare(config)
     if config.cpu_replicas:
         cpu = tf.config.list_physical_devices("CPU")[0]
         try:

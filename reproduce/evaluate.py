@@ -24,6 +24,7 @@ from data_prep import cli
 from data_prep.provenance import portable_path
 from data_prep.schema import CLASSES, SPLITS
 from data_prep.shards import verify_shards
+from reproduce import backend
 from reproduce.config import Config
 from reproduce.data import make_eval_dataset, read_manifest
 from reproduce.metrics import bootstrap_auc_ci, mean_auc, roc_auc_per_class
@@ -90,6 +91,8 @@ def compiled_forward(model, jit_compile: bool = False, eager: bool = False):
     graph (a run with config.run_eagerly, where tracing would cost more than it saves)."""
     if eager:
         return lambda images: np.asarray(model(images, training=False))
+    if not backend.is_tensorflow():  # Keras' own predict step, jit-compiled by the backend
+        return lambda images: np.asarray(model.predict_on_batch(np.asarray(images)))
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def forward(images):

@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from reproduce import backend
+
 # The last convolutional block of each backbone (keras.applications layer names): VGG16's last
 # convolution (before its max pool, at twice the pool's resolution), ResNet50's last residual
 # block output, DenseNet121's final BatchNorm + ReLU (what global average pooling reads).
@@ -59,6 +61,11 @@ class GradCAM:
     each >= 0, row b for class classes[b] of image b (an image can appear once per class)."""
 
     def __init__(self, model: keras.Model):
+        if not backend.is_tensorflow():
+            raise backend.UnsupportedOnBackend(
+                f"Grad-CAM (--cam, reproduce.localize) uses tf.GradientTape and needs "
+                f"KERAS_BACKEND=tensorflow (Keras backend here: {backend.name()}); the run's "
+                f".keras files load there unchanged")
         backbone = backbone_of(model)
         self.layer_name = cam_layer(backbone).name
         self._input = model.get_layer("backbone_input")

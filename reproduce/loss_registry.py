@@ -17,10 +17,17 @@ def _ewl(config, manifest):
     return losses.EntropyWeightingLoss(epsilon=config.epsilon)
 
 
-# name -> (factory(config, manifest) -> keras Loss, head activation); the paper's two first.
-_REGISTRY: dict = {"wce": (losses.wce_from_config, "sigmoid"), "ewl": (_ewl, "softmax"),
-                   **readings.LOSSES}
-_BUILT_IN = frozenset(("wce", "ewl"))
+# name -> (factory(config, manifest) -> keras Loss, head activation): the paper's two, then what
+# register_loss adds; the readings of reproduce.study join at lookup time (_all), not at import,
+# since this module may be imported while readings itself is still being imported.
+_REGISTRY: dict = {"wce": (losses.wce_from_config, "sigmoid"), "ewl": (_ewl, "softmax")}
+_BUILT_IN = ("wce", "ewl")
+
+
+def _all() -> dict:
+    """Every loss by name, in order: the paper's two, the readings, the ones registered later."""
+    added = {k: v for k, v in _REGISTRY.items() if k not in _BUILT_IN}
+    return {**{k: _REGISTRY[k] for k in _BUILT_IN}, **readings.LOSSES, **added}
 
 
 def register_loss(name: str, factory, activation: str) -> None:
@@ -38,13 +45,14 @@ def register_loss(name: str, factory, activation: str) -> None:
 
 def available_losses() -> tuple[str, ...]:
     """All registered loss names, the paper's two first."""
-    return tuple(_REGISTRY)
+    return tuple(_all())
 
 
 def _lookup(name: str):
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    registry = _all()
+    if name not in registry:
+        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(registry)}")
+    return registry[name]
 
 
 def head_activation(name: str) -> str:

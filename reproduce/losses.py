@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from reproduce import custom_objects
+
 
 def global_sum(value):
     """`value` summed over all replicas of the running tf.distribute step (itself on one device).
@@ -159,3 +161,8 @@ def wce_from_config(config, manifest: dict | None = None) -> WeightedBinaryCross
         pos, neg = dataset_factors(manifest)
         return WeightedBinaryCrossentropy("dataset", pos, neg, epsilon=config.epsilon)
     return WeightedBinaryCrossentropy("batch", epsilon=config.epsilon)
+
+
+# `import reproduce.losses` alone registers every custom object of the package, also when this
+# module was the one that first imported Keras (reproduce/custom_objects.py).
+custom_objects.import_all()

@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 from data_prep.schema import NUM_CLASSES
+from reproduce import custom_objects, init_weights
 from reproduce import loss_registry  # module, not name: `import reproduce` may load us mid-import of it
 
 # keras.applications module and constructor per family, and the exact notop file name that
@@ -190,4 +191,12 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
                                  kernel_initializer=init, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=f"{config.model}_{config.loss}")
     model.trainable = True  # §V "we fine-tuned the pre-trained model": propagates to every layer
+    if config.initializer == "numpy":  # the same start on every Keras backend (our choice)
+        loaded = backbone is None and config.weights != "none"
+        init_weights.draw_initial_weights(model, config.seed, skip=[features] if loaded else [])
     return model
+
+
+# `import reproduce.models` alone registers every custom object of the package, also when this
+# module was the one that first imported Keras (reproduce/custom_objects.py).
+custom_objects.import_all()

@@ -24,6 +24,7 @@ from data_prep import cli
 from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path, provenance
 from data_prep.shards import verify_shards
+from reproduce import backend
 from reproduce import callbacks as cb
 from reproduce import config as config_module
 from reproduce import distribute
@@ -34,6 +35,7 @@ from reproduce.loss_registry import available_losses, build_loss
 from reproduce.models import build_model
 
 JIT = {"auto": "auto", "on": True, "off": False}
+DEFAULTS = Config().to_dict()
 
 
 class TrainingFailed(RuntimeError):
@@ -45,7 +47,7 @@ def set_precision(config: Config) -> bool:
     slower than float32 and has no Tensor Cores, so we warn and stay float32 (our choice)."""
     if not config.mixed_precision:
         return False
-    if tf.config.list_physical_devices("GPU"):
+    if backend.accelerator_present():
         keras.mixed_precision.set_global_policy("mixed_float16")
         return True
     print("warning: --mixed-precision needs a GPU; training in float32 on this CPU", file=sys.stderr)
@@ -59,13 +61,16 @@ def prepare_run_dir(config: Config, data_dir: Path, out_dir: Path, preset_name, 
     meta = {"preset": preset_name, "data_dir": portable_path(data_dir),
             "manifest_sha256": sha256_file(manifest), "manifest_bytes": manifest.stat().st_size,
             "stored_size": json.loads(manifest.read_text())["size"],  # reproduce.predict's resize
+            "keras_backend": backend.name(),
             "provenance": provenance(), **extra}
     path = out_dir / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        diff = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
-        if saved.get("manifest_sha256") != meta["manifest_sha256"]:
-            diff.append("manifest_sha256")
+        # A field that did not exist when the run started had its default then.
+        diff = sorted(k for k, v in config.to_dict().items() if saved.get(k, DEFAULTS[k]) != v)
+        for key in ("manifest_sha256", "keras_backend"):  # a resumed run repeats its own numbers
+            if saved.get(key, "tensorflow" if key == "keras_backend" else None) != meta[key]:
+                diff.append(key)
         if diff:
             raise TrainingFailed(f"{path}: written by another configuration (differs in "
                                  f"{', '.join(diff)}); use a new --out")
@@ -109,7 +114,8 @@ def compile_for_training(model, config: Config, loss) -> keras.Model:
     """The one place a run's optimizer and compile switches are set (the benchmarks call it too,
     so what they time is what `train` runs). The caller enters the strategy scope."""
     # §IV.B "optimized the network using Adam [12] … learning rate initialed as 0.001"
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
+    optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[config.optimizer]
+    model.compile(optimizer=optimizer(config.learning_rate), loss=loss,
                   run_eagerly=config.run_eagerly, jit_compile=JIT[config.jit_compile],
                   steps_per_execution=config.steps_per_execution)
     return model
@@ -171,8 +177,8 @@ def print_plan(config, preset_name, steps, strategy, out_dir, first_epoch) -> No
     print(f"plan: {config.model} + {config.loss}, preset {preset_name}, {config.image_size}² images, "
           f"weights {config.weights}; epochs {first_epoch + 1}-{config.epochs} of {config.epochs} × "
           f"{steps} steps of {config.batch_size} images on {strategy.num_replicas_in_sync} "
-          f"replica(s) ({config.batch_size // strategy.num_replicas_in_sync} each); "
-          f"writing {out_dir}", flush=True)
+          f"replica(s) ({config.batch_size // strategy.num_replicas_in_sync} each), Keras backend "
+          f"{backend.name()}; writing {out_dir}", flush=True)
 
 
 def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None,
@@ -202,7 +208,7 @@ def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None,
         else:
             print_plan(config, preset_name, steps, strategy, out_dir, done)
             model, loss = _compiled_model(config, manifest, strategy, backbone)
-            estimate = preset_name == "paper" and not tf.config.list_physical_devices("GPU")
+            estimate = preset_name == "paper" and not backend.accelerator_present()
             progress = cb.Progress(config.epochs, steps, estimate=estimate)
             callbacks = _callbacks(config, data_dir, out_dir, loss, model, chief, backup, best, progress)
             data = _train_data(data_dir, config, strategy, steps, done)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from reproduce import losses
+from reproduce import custom_objects, losses
 from reproduce.losses import ProbabilityLoss
 
 WCE_EWL_LAMBDA = 1.0  # our choice: the plain sum; the paper gives no weight, and tuning λ on
@@ -128,3 +128,8 @@ LOSSES = {
     "ewl_sigmoid": (_ewl_sigmoid, "sigmoid"),
 }
 READINGS = tuple(LOSSES)
+
+
+# `import reproduce.study.readings` alone registers every custom object of the package, also when this
+# module was the one that first imported Keras (reproduce/custom_objects.py).
+custom_objects.import_all()
