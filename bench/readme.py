@@ -10,6 +10,8 @@ result is followed by `python -m bench.readme`.
   bench-table   docs/benchmarks.md: build, reads, training vs in memory, input pipeline, uint8 input,
                 XLA and steps per execution on a CPU, and one row per GPU benchmarked
   gpu-flags     docs/gpus.md: what each flag costs or saves, CPU and GPU numbers
+  gpu-jax       docs/gpus.md: the device benchmark without TensorFlow (bench/device.py, Keras on
+                JAX), one table per gpu_<device>_jax.json
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.device_report import gpu_jax
 from data_prep import cli
 from data_prep.provenance import portable_path
 
@@ -26,14 +29,18 @@ NOT_RUN = "GPU: measured by `make bench-gpu`, not yet run"
 
 
 def load(results: Path) -> dict:
-    """{"data_prep": dict | None, "train": dict | None, "gpu": [dict, …] (one per device, by name)}."""
+    """{"data_prep": dict | None, "train": dict | None, "gpu": [dict, …] (bench/gpu.py, one per device,
+    by name), "gpu_jax": [dict, …] (bench/device.py's gpu_<device>_jax.json)}; dry runs left out."""
     def read(name):
         path = results / name
         return json.loads(path.read_text()) if path.is_file() else None
 
-    gpus = [json.loads(p.read_text()) for p in sorted(results.glob("gpu_*.json"))]
+    def measured(paths):
+        return [g for g in (json.loads(p.read_text()) for p in sorted(paths)) if not g.get("dry_check")]
+
     return {"data_prep": read("data_prep.json"), "train": read("train.json"),
-            "gpu": [g for g in gpus if not g.get("dry_check")]}
+            "gpu": measured(p for p in results.glob("gpu_*.json") if not p.name.endswith("_jax.json")),
+            "gpu_jax": measured(results.glob("gpu_*_jax.json"))}
 
 
 def _x(value: float, digits: int = 2) -> str:
@@ -207,9 +214,10 @@ def gpu_flags(r: dict) -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"bench-table": bench_table, "gpu-flags": gpu_flags}
+SECTIONS = {"bench-table": bench_table, "gpu-flags": gpu_flags, "gpu-jax": gpu_jax}
 # The file that holds each section, relative to the project (the default of --file).
-FILES = {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md")}
+FILES = {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md"),
+         "gpu-jax": Path("docs/gpus.md")}
 
 
 def begin_marker(name: str) -> str:

@@ -204,7 +204,8 @@ def test_gpu_worker_goes_on_after_a_failing_mode(shards_dir, tmp_path, monkeypat
 # --- the docs' benchmark numbers come from results/bench/*.json -------------------------------------
 def test_readme_benchmark_sections_are_what_the_results_give():
     """Each generated section sits in the file bench.readme.FILES names, and is what the JSON give."""
-    assert readme.FILES == {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md")}
+    assert readme.FILES == {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md"),
+                            "gpu-jax": Path("docs/gpus.md")}
     results = readme.load(ROOT / "results" / "bench")
     for name, render in readme.SECTIONS.items():
         text = (ROOT / readme.FILES[name]).read_text()
@@ -229,7 +230,7 @@ def test_readme_check_fails_on_a_stale_copy_and_regenerating_fixes_it(tmp_path, 
     stale = text.replace(table, table.replace("img/s |", "img/z |", 1))
     assert stale != text
     bench_md.write_text(stale)
-    args = [f"--file=bench-table={bench_md}", "--file", f"gpu-flags={gpus_md}",
+    args = [f"--file=bench-table={bench_md}", "--file", f"gpu-flags={gpus_md}", f"gpu-jax={gpus_md}",
             "--results", str(ROOT / "results" / "bench")]
     assert readme.main([*args, "--check"]) == 1
     assert capsys.readouterr().err == (f"error: {bench_md}: benchmark sections are stale; "
@@ -244,9 +245,9 @@ def test_readme_check_fails_on_a_stale_copy_and_regenerating_fixes_it(tmp_path, 
     assert capsys.readouterr().err.startswith(f"error: {gpus_md}: expected one '<!-- generated: gpu-flags")
     # one file may hold both sections; an unknown section name is a usage error
     both = tmp_path / "both.md"
-    both.write_text(f"{readme.begin_marker('gpu-flags')}\n{readme.end_marker('gpu-flags')}\n"
-                    f"{readme.begin_marker('bench-table')}\n{readme.end_marker('bench-table')}\n")
-    assert readme.main(["--file", f"bench-table={both}", f"gpu-flags={both}",
+    both.write_text("".join(f"{readme.begin_marker(n)}\n{readme.end_marker(n)}\n"
+                            for n in ("gpu-flags", "bench-table", "gpu-jax")))
+    assert readme.main(["--file", f"bench-table={both}", f"gpu-flags={both}", f"gpu-jax={both}",
                         "--results", str(ROOT / "results" / "bench")]) == 0
     assert readme.section(both.read_text(), "bench-table") == readme.section(bench_md.read_text(), "bench-table")
     with pytest.raises(SystemExit) as usage:
@@ -257,7 +258,8 @@ def test_readme_check_fails_on_a_stale_copy_and_regenerating_fixes_it(tmp_path, 
 def test_readme_help_shows_the_relative_default_files():
     parser = readme.build_parser()
     [option] = [a for a in parser._actions if "--file" in a.option_strings]
-    assert option.help.endswith("(default: bench-table=docs/benchmarks.md, gpu-flags=docs/gpus.md)")
+    assert option.help.endswith("(default: bench-table=docs/benchmarks.md, gpu-flags=docs/gpus.md, "
+                                "gpu-jax=docs/gpus.md)")
     assert str(ROOT) not in parser.format_help()
 
 
