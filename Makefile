@@ -49,7 +49,7 @@ DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;
 
 .PHONY: setup test labels phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
-        bench-train bench-gpu clean-demo localize predict demo-reference
+        bench-train bench-gpu bench-device clean-demo localize predict demo-reference
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~2.7 GB; a few minutes, once)"
@@ -169,6 +169,10 @@ bench: bench-data bench-train
 	$(PY) -m bench.readme
 
 # On a GPU machine: the gpu extra (tensorflow[and-cuda]) first if TensorFlow sees no GPU; <= 8 min.
+# The TensorFlow-free GPU benchmark on Keras' JAX backend (bench/README.md: the device command).
+bench-device:
+	bash bench/device.sh
+
 bench-gpu: setup
 	bash bench/gpu.sh --install
 
