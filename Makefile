@@ -69,7 +69,7 @@ phantom: labels
 	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(PHANTOM_DIR) --images $(PHANTOM_IMAGES) --seed $(SEED) --workers $(WORKERS) --expert-labels $(EXPERT_LABELS)
 
 demo-shards: phantom
-	$(PY) -m data_prep.build --data-dir $(PHANTOM_DIR) --out $(DEMO_SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
+	$(PY) -m data_prep.build --data-dir $(PHANTOM_DIR) --out $(DEMO_SHARDS) --split-method paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
 # Targets that only read the demo shards build them when missing, and otherwise never redraw the
 # phantom (make ablation and make demo-seeds can then run side by side in one clone).
@@ -85,7 +85,7 @@ demo-evaluate: demo-train
 demo: demo-evaluate
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(DEMO_OUT) --synthetic
-	$(PY) -m reproduce.localize $(foreach k,$(LOCALIZE_KEYS),--run $(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --bbox $(PHANTOM_DIR)/BBox_List_2017.csv --out $(DEMO_OUT) --synthetic
+	$(PY) -m reproduce.localize --runs $(foreach k,$(LOCALIZE_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --bbox $(PHANTOM_DIR)/BBox_List_2017.csv --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.predict --run $(DEMO_RUNS)/densenet121_wce --out $(DEMO_OUT)/predict --cam $(DEMO_PREDICT_IMAGES)
 	$(PY) -m reproduce.report.reference compare --ours $(DEMO_OUT) --reference $(DEMO_REFERENCE)
 
@@ -94,7 +94,7 @@ demo-reference: setup
 	$(PY) -m reproduce.report.reference save --ours $(DEMO_OUT) --reference $(DEMO_REFERENCE)
 
 paper-shards: setup
-	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
+	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split-method paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
 paper-train: paper-shards
 	$(PY) -m reproduce.runs --steps train --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)$(if $(TRAIN_OPTS), -- $(TRAIN_OPTS))
@@ -112,7 +112,7 @@ figure1: setup
 	$(PY) -m reproduce.report figure1 $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
 
 localize: labels
-	$(PY) -m reproduce.localize $(foreach k,$(LOCALIZE_KEYS),--run $(RUNS)/$(k)) --data $(SHARDS) --bbox $(BBOX) --out $(RESULTS)
+	$(PY) -m reproduce.localize --runs $(foreach k,$(LOCALIZE_KEYS),$(RUNS)/$(k)) --data $(SHARDS) --bbox $(BBOX) --out $(RESULTS)
 
 predict: setup
 	$(PY) -m reproduce.predict --run $(RUN) --out $(PREDICT_OUT) --cam $(or $(IMAGES),$(error make predict needs IMAGES="files or folders"))
@@ -133,7 +133,7 @@ rehearse-phantom: labels
 	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(REHEARSE_PHANTOM) --images $(REHEARSE_IMAGES) --seed $(SEED) --workers $(WORKERS)
 
 rehearse-shards: rehearse-phantom
-	$(PY) -m data_prep.build --data-dir $(REHEARSE_PHANTOM) --out $(REHEARSE_SHARDS) --split paper --size 224 --workers $(WORKERS) --seed $(SEED)
+	$(PY) -m data_prep.build --data-dir $(REHEARSE_PHANTOM) --out $(REHEARSE_SHARDS) --split-method paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
 rehearse-runs: rehearse-shards
 	$(PY) -m reproduce.runs --data $(REHEARSE_SHARDS) --preset paper --runs-dir $(REHEARSE_RUNS) --keys $(PAPER_KEYS) $(if $(GPUS),--gpus $(GPUS)) -- --weights none --epochs $(REHEARSE_EPOCHS) --steps-per-epoch $(REHEARSE_STEPS)
@@ -156,7 +156,7 @@ expert: labels
 	$(PY) -m reproduce.report expert $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --expert-labels $(EXPERT_LABELS) --out $(RESULTS)
 
 ablation: $(DEMO_SHARDS)/manifest.json
-	$(PY) -m reproduce.ablation --data $(DEMO_SHARDS) --runs $(DEMO_RUNS) --labels $(LABELS) --out $(DEMO_OUT)
+	$(PY) -m reproduce.ablation --data $(DEMO_SHARDS) --runs-dir $(DEMO_RUNS) --labels $(LABELS) --out $(DEMO_OUT) --synthetic
 
 bench-data: phantom
 	$(PY) -m bench.data --data-dir $(PHANTOM_DIR) --out results/bench/data_prep.json

@@ -212,7 +212,7 @@ def report(result: dict) -> list[str]:
 
 def build_parser():
     p = cli.make_parser("bench.gpu", __doc__)
-    p.add_argument("--data", required=True, type=Path, help="TFRecord folder (data_prep.build) at 224²")
+    p.add_argument("--data", required=True, metavar="SHARDS", type=Path, help="TFRecord folder (data_prep.build) at 224²")
     p.add_argument("--out", required=True, type=Path, help="JSON file to write")
     p.add_argument("--device", default="unknown", help="device name recorded in the JSON")
     p.add_argument("--work", type=Path, help="folder for the workers' rows and logs (default: beside --out)")

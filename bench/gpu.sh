@@ -67,7 +67,7 @@ else
   if [[ ! -f "$DATA/manifest.json" ]]; then
     "$PY" -m data_prep.phantom --labels tests/data/Data_Entry_2017_v2020_sample.csv --out "$WORK/phantom" \
         --images "$IMAGES" --seed 0 --workers "$WORKERS"
-    "$PY" -m data_prep.build --data-dir "$WORK/phantom" --out "$DATA" --split paper --size "$SIZE" \
+    "$PY" -m data_prep.build --data-dir "$WORK/phantom" --out "$DATA" --split-method paper --size "$SIZE" \
         --workers "$WORKERS" --seed 0
   fi
 fi

@@ -199,7 +199,7 @@ def input_only(args, rows: Rows) -> None:
 def build_parser():
     p = cli.make_parser("bench.gpu_worker", __doc__)
     p.add_argument("task", choices=("input", "single", "mirrored"), help="what to measure")
-    p.add_argument("--data", required=True, help="TFRecord folder (data_prep.build)")
+    p.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder (data_prep.build)")
     p.add_argument("--rows", required=True, help="JSON-lines file the rows are appended to")
     p.add_argument("--deadline", type=float, required=True, help="Unix time to be done by")
     p.add_argument("--backbone", default="densenet121", help="single/mirrored: the model")

@@ -1,6 +1,6 @@
 """Training-speed benchmark (`make bench-train`): does the input pipeline keep the model fed?
 
-    python -m bench.train --data OUT --images-dir PHANTOM_DIR --out results/bench/train.json
+    python -m bench.train --data SHARDS --images-dir PHANTOM_DIR --out results/bench/train.json
 
 (1) Model.fit img/s reading TFRecords through the full reproduce.data pipeline, against Model.fit
     on the same images already in memory (this machine's ceiling for that model): ratio, goal
@@ -115,7 +115,7 @@ def input_ratio(data_dir, images_dir, config, n_batches: int, png_batches: int) 
 
 def build_parser():
     p = cli.make_parser("bench.train", __doc__)
-    p.add_argument("--data", required=True, help="TFRecord folder (data_prep.build), e.g. at 224²")
+    p.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder (data_prep.build), e.g. at 224²")
     p.add_argument("--images-dir", help="folder with images/ and the label file (part 2)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--model", default="densenet121", help="backbone to time")

@@ -1,12 +1,12 @@
 """ChestX-ray14 images -> sharded TFRecords, split CSVs and manifest.json.
 
-    python -m data_prep.build --data-dir DIR --out OUT [--split paper|official] [--size 224]
+    python -m data_prep.build --data-dir DIR --out SHARDS [--split-method paper|official] [--size 224]
         [--workers N] [--seed S] [--skip-bad] [--encoding raw|png] [--images-per-shard N]
 
 DIR is the NIH layout: Data_Entry_2017_v2020.csv or Data_Entry_2017.csv (optionally .gz) at its
 root, images in DIR/images/ or DIR/images_001/images/ ... DIR/images_012/images/ (as the NIH
-archives unpack), and for --split official DIR/train_val_list.txt and DIR/test_list.txt.
-Writes OUT/{train,val,test}-SSSSS-of-NNNNN.tfrecord, OUT/splits/*.csv, OUT/manifest.json
+archives unpack), and for --split-method official DIR/train_val_list.txt and DIR/test_list.txt.
+Writes SHARDS/{train,val,test}-SSSSS-of-NNNNN.tfrecord, OUT/splits/*.csv, OUT/manifest.json
 (docs/architecture.md). Interrupted builds resume: re-run the same command.
 """
 from __future__ import annotations
@@ -128,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser("data_prep.build", __doc__)
     parser.add_argument("--data-dir", required=True,
                         help="NIH layout: label CSV + images/ or images_*/images/")
-    parser.add_argument("--out", required=True, help="output folder for shards, splits/, manifest.json")
-    parser.add_argument("--split", default="paper", choices=["paper", "official"],
+    parser.add_argument("--out", required=True, metavar="SHARDS",
+                        help="output folder for shards, splits/, manifest.json")
+    parser.add_argument("--split-method", default="paper", choices=["paper", "official"],
                         help="paper: 7:1:2 by patient (§IV.A); official: NIH's lists, val = 1/8 of train_val")
     parser.add_argument("--size", type=int, default=224, help='§IV.B "downscaled the images to 224×224"')
     parser.add_argument("--workers", type=int, default=1, help="processes, one shard per task")
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="raw: fastest tf.data reads (make bench-data); png: smaller files")
     parser.add_argument("--images-per-shard", type=int, default=DEFAULT_IMAGES_PER_SHARD,
                         help="records per shard file (the unit of parallel work and of resume)")
+    cli.rename(parser, "--split", "--split-method")
     return parser
 
 
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        result = build_dataset(args.data_dir, args.out, args.split, args.size, args.workers, args.seed,
+        result = build_dataset(args.data_dir, args.out, args.split_method, args.size, args.workers, args.seed,
                                args.skip_bad, args.encoding, images_per_shard=args.images_per_shard)
         for name, part in result["splits"].items():
             print(f"{name:5s} {part['images']:7d} images {part['patients']:6d} patients "

@@ -10,7 +10,12 @@ import it; it imports nothing of theirs):
   (`run`); Ctrl-C exits 130 with one line too;
 - an option that takes several values says so (`KEY=RUN [KEY=RUN ...]`) and accepts both
   `--opt a b` and `--opt a --opt b` (`action="extend", nargs="+"`);
-- long steps show a progress bar on a terminal, and print nothing extra into a pipe (`progress`).
+- long steps show a progress bar on a terminal, and print nothing extra into a pipe (`progress`);
+- one name per meaning across programs (tests/test_cli.py holds it): `--data SHARDS` is a TFRecord
+  folder, `--split` a subset (train/val/test) and `--split-method` how patients are split,
+  `--run` one run folder and `--runs` several, `--runs-dir` a folder of run folders, `--seed`
+  what a program draws with and `--bootstrap-seed` the bootstrap's, `--synthetic` "the phantom";
+  a renamed option keeps its old spelling for one release, with a deprecation line (`rename`).
 """
 from __future__ import annotations
 
@@ -28,6 +33,30 @@ class DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
                 and default is not argparse.SUPPRESS and default is not False and default != []):
             text += " (default: %(default)s)"
         return text
+
+
+class _OldSpelling(argparse.Action):
+    """An old option name: says once on stderr which name replaces it, then acts as that one."""
+
+    def __init__(self, option_strings, dest, target=None, new=None, **kwargs):
+        self.target, self.new = target, new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is deprecated and goes in the next release; use "
+              f"{self.new}", file=sys.stderr)
+        self.target(parser, namespace, values, self.new)
+
+
+def rename(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """Keep `old` working as `new` (already added to `parser`) for one release, with one
+    deprecation line. `new` may be `--no-X` of a BooleanOptionalAction."""
+    target = next(a for a in parser._actions if new in a.option_strings)
+    nargs = 0 if target.nargs == 0 or isinstance(target, argparse.BooleanOptionalAction) else target.nargs
+    parser.add_argument(old, action=_OldSpelling, target=target, new=new, dest=target.dest,
+                        nargs=nargs, type=None if nargs == 0 else target.type,
+                        choices=None if nargs == 0 else target.choices, metavar=target.metavar,
+                        default=argparse.SUPPRESS, help=f"old spelling of {new} (deprecated)")
 
 
 def make_parser(module: str, doc: str | None) -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Patient-wise train/val/test splits (paper §IV.A: "split into three subsets (7:1:2) by patient").
 
-    python -m data_prep.split --labels PATH --out DIR [--method paper|official] [--lists DIR] [--seed S]
+    python -m data_prep.split --labels PATH --out DIR [--split-method paper|official] [--lists DIR] [--seed S]
 
 writes DIR/splits/{train,val,test}.csv and DIR/split_summary.json from the label file alone.
 """
@@ -89,7 +89,7 @@ def make_split(df: pd.DataFrame, method: str = "paper", seed: int = 0, lists_dir
         return patient_split(df, seed)
     if method == "official":
         if lists_dir is None:
-            raise SplitError("--method official needs --lists DIR (train_val_list.txt, test_list.txt)")
+            raise SplitError("--split-method official needs --lists DIR (train_val_list.txt, test_list.txt)")
         return official_split(df, lists_dir, seed)
     raise SplitError(f"unknown split method {method!r}; expected 'paper' or 'official'")
 
@@ -126,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser("data_prep.split", __doc__)
     parser.add_argument("--labels", required=True, help="Data_Entry_2017*.csv[.gz]")
     parser.add_argument("--out", required=True, help="writes OUT/splits/*.csv and OUT/split_summary.json")
-    parser.add_argument("--method", default="paper", choices=["paper", "official"],
+    parser.add_argument("--split-method", default="paper", choices=["paper", "official"],
                         help="paper: 7:1:2 by patient (§IV.A); official: NIH's lists (needs --lists)")
     parser.add_argument("--lists", help="folder with train_val_list.txt and test_list.txt (official)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the patient shuffle")
+    cli.rename(parser, "--method", "--split-method")
     return parser
 
 
@@ -137,10 +138,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        splits = make_split(read_label_file(args.labels), args.method, args.seed, args.lists)
+        splits = make_split(read_label_file(args.labels), args.split_method, args.seed, args.lists)
         out = Path(args.out)
         write_splits(splits, out / "splits")
-        summary = split_summary(splits, args.method, args.seed)
+        summary = split_summary(splits, args.split_method, args.seed)
         (out / "split_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         for name, part in summary["splits"].items():
             print(f"{name:5s} {part['images']:7d} images {part['patients']:6d} patients "

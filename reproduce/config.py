@@ -12,8 +12,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-# §IV.D: the three backbones of Table I; "tiny" is a 2-conv CNN for tests only (not in the paper).
-MODELS = ("vgg16", "resnet50", "densenet121", "tiny")
+# §IV.D: the three backbones of Table I; "tiny" is a 2-conv CNN for tests only (not in the paper),
+# "tiny-bn" the same with BatchNormalization (replica tests of synchronized BatchNorm in seconds).
+TEST_MODELS = ("tiny", "tiny-bn")
+MODELS = ("vgg16", "resnet50", "densenet121", *TEST_MODELS)
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
 

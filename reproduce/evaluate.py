@@ -1,6 +1,6 @@
 """Predict one split with a trained run's checkpoint; write its predictions and AUCs (§IV.C).
 
-    python -m reproduce.evaluate --run RUN --data OUT [--split test] [--checkpoint best|last]
+    python -m reproduce.evaluate --run RUN --data SHARDS [--split test] [--checkpoint best|last]
 
 RUN/predictions_<split>.csv: one row per image in record order — image_index, patient_id,
 label_<Class> ×14, score_<Class> ×14 (classes as data_prep.schema.CLASSES, Table I order).
@@ -178,7 +178,7 @@ def _fmt(value) -> str:
 def build_parser():
     parser = cli.make_parser("reproduce.evaluate", __doc__)
     parser.add_argument("--run", required=True, help="run folder of reproduce.train")
-    parser.add_argument("--data", required=True, help="TFRecord folder of data_prep.build")
+    parser.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build")
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="which split to predict (Table I: test)")
     parser.add_argument("--checkpoint", choices=["best", "last"],

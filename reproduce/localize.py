@@ -1,11 +1,11 @@
 """Grad-CAM boxes scored against radiologists' boxes: Wang et al. 2017's weakly supervised
 localization (the paper's reference [5]; its Tables 4, 7 and 19), for trained Table I runs.
 
-    python -m reproduce.localize --run RUN [--run RUN ...] --data DATA --bbox BBOX_CSV --out DIR
+    python -m reproduce.localize --runs RUN [RUN ...] --data SHARDS --bbox BBOX_CSV --out DIR
                                  [--split test] [--checkpoint best|last] [--threshold 0.706]
                                  [--examples 8] [--synthetic]
 
-For every image of split --split of the TFRecord folder DATA that has boxes in BBOX_CSV (NIH's
+For every image of split --split of the TFRecord folder SHARDS that has boxes in BBOX_CSV (NIH's
 BBox_List_2017.csv[.gz]: 984 boxes, 8 classes; or the phantom's, one box per drawn finding), the
 Grad-CAM heatmap (`reproduce.gradcam`, before its ReLU: the CAM Wang et al. box) of each
 boxed class becomes one box
@@ -126,7 +126,7 @@ def grid_examples(examples, scored: dict, shown: dict) -> list[dict]:
 
 
 def run_localize(args) -> None:
-    runs = [Path(r) for r in args.run]
+    runs = [Path(r) for r in args.runs]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"two runs share a folder name ({', '.join(names)}): results are keyed by it")
@@ -177,9 +177,10 @@ def write_outputs(args, table, scored: dict, rows: list, configs: dict, data: st
 
 def build_parser():
     p = cli.make_parser("reproduce.localize", __doc__)
-    p.add_argument("--run", required=True, action="extend", nargs="+", metavar="RUN",
-                   help="run folder(s) of reproduce.train (results keyed by folder name)")
-    p.add_argument("--data", required=True, help="TFRecord folder of data_prep.build")
+    p.add_argument("--runs", required=True, action="extend", nargs="+", metavar="RUN",
+                   help="run folders of reproduce.train, several after one --runs or one per "
+                        "--runs (results keyed by folder name)")
+    p.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build")
     p.add_argument("--bbox", required=True, type=Path,
                    help="BBox_List_2017.csv[.gz] (NIH's, or the phantom's)")
     p.add_argument("--out", required=True, type=Path, help="folder for localization.csv/.png")
@@ -192,6 +193,7 @@ def build_parser():
     p.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES,
                    help="rows of localization.png (the first box of each class)")
     p.add_argument("--synthetic", action="store_true", help="runs used the phantom: say so everywhere")
+    cli.rename(p, "--run", "--runs")
     return p
 
 

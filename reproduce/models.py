@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 from data_prep.schema import NUM_CLASSES
+from reproduce.config import TEST_MODELS
 from reproduce import custom_objects, init_weights
 from reproduce import loss_registry  # module, not name: `import reproduce` may load us mid-import of it
 
@@ -46,10 +47,10 @@ def preprocess_fn(model_name: str):
     .preprocess_input (vgg16/resnet50: "caffe", RGB→BGR minus the ImageNet mean; densenet121:
     "torch", /255 then ImageNet mean/std). "tiny" (tests only): x/127.5 − 1, our choice.
     """
-    if model_name == "tiny":
+    if model_name in TEST_MODELS:
         return lambda x: x / 127.5 - 1.0
     if model_name not in _FAMILIES:
-        raise ValueError(f"unknown model {model_name!r}; expected one of {(*_FAMILIES, 'tiny')}")
+        raise ValueError(f"unknown model {model_name!r}; expected one of {(*_FAMILIES, *TEST_MODELS)}")
     module = getattr(keras.applications, _FAMILIES[model_name][0])
     return module.preprocess_input
 
@@ -57,7 +58,7 @@ def preprocess_fn(model_name: str):
 # keras.applications.<family>.preprocess_input on float RGB in [0, 255]
 # (keras/src/applications/imagenet_utils.py): "caffe" = RGB→BGR, minus the ImageNet BGR mean;
 # "torch" = /255, minus the mean, divided by the std; "tf" = /127.5 − 1 (our choice for "tiny").
-_MODES = {"vgg16": "caffe", "resnet50": "caffe", "densenet121": "torch", "tiny": "tf"}
+_MODES = {"vgg16": "caffe", "resnet50": "caffe", "densenet121": "torch", "tiny": "tf", "tiny-bn": "tf"}
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -116,12 +117,19 @@ def imagenet_weights_path(model_name: str) -> Path:
         f"~/.keras/models), or use --weights none or --weights PATH")
 
 
-def tiny_backbone(input_shape) -> keras.Model:
-    """A 2-conv CNN for tests and smoke runs (not in the paper): seconds on a CPU."""
+def tiny_backbone(input_shape, batchnorm: bool = False) -> keras.Model:
+    """A 2-conv CNN for tests and smoke runs (not in the paper): seconds on a CPU. With
+    `batchnorm` ("tiny-bn"), conv → BatchNorm → ReLU as in ResNet/DenseNet, so replica tests of
+    synchronized BatchNorm need no DenseNet121 (whose first graph trace takes 1–2 minutes)."""
     inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
-    return keras.Model(inputs, x, name="tiny")
+    x = inputs
+    for filters in (8, 16):
+        if batchnorm:
+            x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(x)
+            x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))
+        else:
+            x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+    return keras.Model(inputs, x, name="tiny_bn" if batchnorm else "tiny")
 
 
 def _application_backbone(model_name: str, input_shape, weights: str) -> keras.Model:
@@ -139,10 +147,11 @@ def _make_backbone(config, input_shape) -> keras.Model:
     weights = config.weights
     if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: backbone weights file not found")
-    if config.model == "tiny":
+    if config.model in TEST_MODELS:
         if weights == "imagenet":
-            raise ValueError("model 'tiny' has no ImageNet weights; use weights='none' or a file")
-        backbone = tiny_backbone(input_shape)
+            raise ValueError(f"model {config.model!r} has no ImageNet weights; use weights='none' "
+                             "or a file")
+        backbone = tiny_backbone(input_shape, batchnorm=config.model == "tiny-bn")
     else:
         backbone = _application_backbone(config.model, input_shape,
                                          "imagenet" if weights == "imagenet" else "none")

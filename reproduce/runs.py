@@ -270,7 +270,7 @@ def run_jobs(jobs: list[Job], steps, gpus: list[str]) -> list[Result]:
 
 def build_parser():
     p = cli.make_parser("reproduce.runs", __doc__)
-    p.add_argument("--data", required=True, type=Path, help="TFRecord folder of data_prep.build")
+    p.add_argument("--data", required=True, metavar="SHARDS", type=Path, help="TFRecord folder of data_prep.build")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="training preset of every run")
     p.add_argument("--runs-dir", required=True, type=Path, help="folder of the run folders")
     p.add_argument("--keys", required=True, action="extend", nargs="+", metavar="KEY",

@@ -1,6 +1,6 @@
 """Train one Table I model (§IV.B): backbone + 14-way head, Adam, on the TFRecords of data_prep.
 
-    python -m reproduce.train --data OUT --model densenet121 --loss ewl --preset paper --out RUN
+    python -m reproduce.train --data SHARDS --model densenet121 --loss ewl --preset paper --out RUN
 
 RUN/ gets config.json (the resolved Config + preset, data, manifest hash, provenance),
 history.csv (one row per epoch: loss, val_loss, val_mean_auc, val_auc_<Class>), best.keras (best
@@ -222,7 +222,7 @@ def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None,
 
 def build_parser():
     p = cli.make_parser("reproduce.train", __doc__)
-    p.add_argument("--data", required=True, help="TFRecord folder of data_prep.build (manifest.json)")
+    p.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build (manifest.json)")
     p.add_argument("--out", required=True, help="run folder (created; an unfinished run resumes)")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                    help="starting values of every field: paper (the paper's settings), demo, smoke")

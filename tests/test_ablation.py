@@ -76,7 +76,7 @@ def test_runs_are_aligned_by_image_and_other_images_refused():
 
 def test_ablation_cli_end_to_end(shards_dir, sample_labels, tmp_path, capsys):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    argv = ["--data", str(shards_dir), "--runs", str(runs), "--labels", str(sample_labels),
+    argv = ["--data", str(shards_dir), "--runs-dir", str(runs), "--labels", str(sample_labels), "--synthetic",
             "--out", str(out), "--model", "tiny", "--preset", "smoke", "--n-resamples", "20"]
     assert ablation.main(argv) == 0
     table = pd.read_csv(out / "ablation.csv")
@@ -119,7 +119,7 @@ def _auc(y, s):
 
 def test_cli_bad_label_file_is_one_line_error(tmp_path, capsys):
     missing = tmp_path / "nope.csv"
-    argv = ["--data", str(tmp_path), "--runs", str(tmp_path), "--labels", str(missing),
+    argv = ["--data", str(tmp_path), "--runs-dir", str(tmp_path), "--labels", str(missing),
             "--out", str(tmp_path)]
     assert ablation.main(argv) == 1
     err = capsys.readouterr().err

@@ -26,7 +26,7 @@ def localized(predict_run, phantom_dir, tmp_path_factory):
     run, shards = predict_run
     out = tmp_path_factory.mktemp("localize")
     bbox = phantom_dir / "BBox_List_2017.csv"
-    status = main(["--run", str(run), "--data", str(shards), "--bbox", str(bbox), "--out", str(out),
+    status = main(["--runs", str(run), "--data", str(shards), "--bbox", str(bbox), "--out", str(out),
                    "--examples", "3", "--synthetic"])
     assert status == 0
     return out, bbox, shards
@@ -95,7 +95,7 @@ def test_refuses_a_box_list_with_no_image_in_the_split(predict_run, tmp_path, ca
     train_id = pd.read_csv(shards / "splits" / "train.csv", dtype={"image_index": str})["image_index"][0]
     bbox = tmp_path / "BBox_List_2017.csv"
     bbox.write_text(f"Image Index,Finding Label,Bbox [x,y,w,h],,,\n{train_id},Mass,10,20,30,40\n")
-    status = main(["--run", str(run), "--data", str(shards), "--bbox", str(bbox),
+    status = main(["--runs", str(run), "--data", str(shards), "--bbox", str(bbox),
                    "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and len(err) == 1

@@ -1,9 +1,9 @@
 """Table I and Figure 1 of Mo & Cai (2019) from prediction CSVs, and the same runs against radiologists.
 
     python -m reproduce.report {table1,figure1,all} --runs KEY=RUN [KEY=RUN ...] --out DIR
-                               [--split test] [--synthetic] [--n-resamples 1000] [--seed 0]
+                               [--split test] [--synthetic] [--n-resamples 1000] [--bootstrap-seed 0]
     python -m reproduce.report expert --runs KEY=RUN [KEY=RUN ...] --expert-labels FILE --out DIR
-                               [--split test] [--synthetic] [--n-resamples 1000] [--seed 0]
+                               [--split test] [--synthetic] [--n-resamples 1000] [--bootstrap-seed 0]
 
 Reads only RUN/predictions_<split>.csv and RUN/config.json of each run (never TensorFlow).
 KEY is one of Table I's own columns (vgg16_wce, resnet50_wce, densenet121_wce, densenet121_ewl)
@@ -30,6 +30,7 @@ from pathlib import Path
 from data_prep import cli
 from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path, provenance
+from data_prep.schema import SPLITS
 from reproduce import metrics
 from reproduce.report import expert, seeds, table1
 from reproduce.report.predictions import (KEY_RE, PAPER_KEYS, ReportError, predictions_path,
@@ -60,14 +61,15 @@ def build_parser():
                         f"{', '.join(PAPER_KEYS)} or an ablation name; a KEY given several times "
                         "= one run per training seed")
     p.add_argument("--out", required=True, type=Path, help="folder for the tables and figures")
-    p.add_argument("--split", default="test", help="which predictions_<split>.csv to read")
+    p.add_argument("--split", default="test", choices=SPLITS, help="which predictions_<split>.csv to read")
     p.add_argument("--synthetic", action="store_true", help="runs used the phantom: say so everywhere")
     p.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples (our choice)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (our choice)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (our choice)")
     p.add_argument("--paper-table", type=Path,
                    help="another transcription of the paper's Table I (default: the package's)")
     p.add_argument("--expert-labels", type=Path, metavar="FILE",
                    help="expert: google2019_nih-chest-xray-labels.csv[.gz] (make labels fetches it)")
+    cli.rename(p, "--seed", "--bootstrap-seed")
     return p
 
 
@@ -102,7 +104,7 @@ def run_report(args) -> None:
     if args.what in ("table1", "all"):
         print(f"Table I: {len(labelled)} run(s) on {n_images} images, {args.n_resamples} "
               "patient-bootstrap resamples ...", flush=True)
-        results = table1.evaluate_runs(aligned, args.n_resamples, args.seed)
+        results = table1.evaluate_runs(aligned, args.n_resamples, args.bootstrap_seed)
         print(table1.write_table1(results, paper, args.out, args.synthetic, args.split))
     if args.what in ("figure1", "all"):
         from reproduce.report import figure1  # matplotlib only when a figure is asked for
@@ -114,7 +116,7 @@ def run_report(args) -> None:
         "runs": {k: portable_path(v) for k, v in labelled.items()},
         "seeds": {k: list(by_seed) for k, by_seed in runs.items()},
         "out": portable_path(args.out), "split": args.split, "synthetic": args.synthetic,
-        "n_resamples": args.n_resamples, "seed": args.seed, "alpha": 0.05,
+        "n_resamples": args.n_resamples, "bootstrap_seed": args.bootstrap_seed, "alpha": 0.05,
         "paper_table": portable_path(args.paper_table) if args.paper_table else
         f"reproduce/report/{table1.PAPER_TABLE}", "n_images": n_images,
         "predictions_sha256": {k: sha256_file(predictions_path(r, args.split)) for k, r in labelled.items()},
@@ -134,14 +136,14 @@ def run_expert(args) -> None:
     n_split = len(next(iter(frames.values())))
     print(f"{len(rows)} of the {n_split} images of split {args.split!r} have expert labels "
           f"({rows['patient_id'].nunique()} patients)")
-    results = expert.evaluate_expert(subsets, rows, args.n_resamples, args.seed)
+    results = expert.evaluate_expert(subsets, rows, args.n_resamples, args.bootstrap_seed)
     _copy_configs(args.out, runs)
     print(expert.write_expert(results, args.out, args.synthetic, args.split, n_split))
     record = {
         "command": "expert", "argv": [_portable_arg(a) for a in args.argv],
         "runs": {k: portable_path(v) for k, v in runs.items()}, "out": portable_path(args.out),
         "split": args.split, "synthetic": args.synthetic, "n_resamples": args.n_resamples,
-        "seed": args.seed, "alpha": 0.05, "n_images": len(rows), "n_split_images": n_split,
+        "bootstrap_seed": args.bootstrap_seed, "alpha": 0.05, "n_images": len(rows), "n_split_images": n_split,
         "expert_labels": portable_path(args.expert_labels),
         "expert_labels_sha256": sha256_file(args.expert_labels),
         "scores": {f: f"max({', '.join(c)})" for f, c in expert.SCORED.items()},

@@ -1,6 +1,6 @@
 """Ablation of Eq. (2): the literal loss, weighted CE and each of its readings, same model.
 
-    python -m reproduce.ablation --data SHARDS --runs RUNS --labels LABELFILE --out OUT
+    python -m reproduce.ablation --data SHARDS --runs-dir RUNS --labels LABELFILE --out OUT [--synthetic]
                                  [--readings R ...] [--preset demo] [--model densenet121]
     (`make ablation`: demo preset, DenseNet121 on the synthetic set.)
 
@@ -14,6 +14,7 @@ and .png (`reproduce.study.relations` against the REAL label file) and OUT/ewl_t
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ import pandas as pd
 from data_prep import cli
 from data_prep.schema import CLASSES
 from reproduce import metrics
-from reproduce.report.predictions import align_runs, arrays, read_predictions
+from reproduce.report.predictions import align_runs, arrays, read_predictions, read_run_config
 from reproduce.study import relations
 from reproduce.study.plots import plot_ewl_term, plot_relations
 from reproduce.study.readings import READINGS
@@ -121,8 +122,8 @@ def build_parser():
     from reproduce.config import MODELS, PRESETS
 
     ap = cli.make_parser("reproduce.ablation", __doc__)
-    ap.add_argument("--data", type=Path, help="TFRecord folder (data_prep.build output)")
-    ap.add_argument("--runs", type=Path, help="folder of run folders <model>_<loss>")
+    ap.add_argument("--data", type=Path, metavar="SHARDS", help="TFRecord folder (data_prep.build output)")
+    ap.add_argument("--runs-dir", type=Path, help="folder of run folders <model>_<loss>")
     ap.add_argument("--labels", type=Path, help="the REAL Data_Entry_2017*.csv(.gz) (label relations)")
     ap.add_argument("--out", type=Path, required=True, help="folder for the tables and figures")
     ap.add_argument("--readings", action="extend", nargs="+", choices=READINGS, metavar="READING",
@@ -132,17 +133,22 @@ def build_parser():
     ap.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="training preset")
     ap.add_argument("--model", default="densenet121", choices=MODELS, help="backbone of every run")
     ap.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples")
-    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    ap.add_argument("--real", action="store_true", help="--data holds real NIH images, not the phantom")
+    ap.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed")
+    ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=False,
+                    help="--data is the phantom: say so everywhere (runs that mention the phantom "
+                         "are refused without it, as in reproduce.report)")
     ap.add_argument("--figure-only", action="store_true", help="write OUT/ewl_term.png and stop")
+    cli.rename(ap, "--runs", "--runs-dir")
+    cli.rename(ap, "--seed", "--bootstrap-seed")
+    cli.rename(ap, "--real", "--no-synthetic")
     return ap
 
 
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.figure_only and not (args.data and args.runs and args.labels):
-        parser.error("--data, --runs and --labels are required (unless --figure-only)")
+    if not args.figure_only and not (args.data and args.runs_dir and args.labels):
+        parser.error("--data, --runs-dir and --labels are required (unless --figure-only)")
     args.readings = args.readings or list(READINGS)
     return args
 
@@ -155,15 +161,17 @@ def run_ablation(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     base_config = preset(args.preset).override(model=args.model)
     frames, run_dirs = {}, {}
     for loss in [BASELINE, LITERAL] + [r for r in args.readings if r not in (BASELINE, LITERAL)]:
-        run_dirs[loss] = args.runs / f"{args.model}_{loss}"
+        run_dirs[loss] = args.runs_dir / f"{args.model}_{loss}"
         ensure_predictions(base_config.override(loss=loss), args.data, run_dirs[loss], args.preset)
         frames[loss] = read_predictions(run_dirs[loss], "test")
     # The same checks as Table I: one image set, same labels and patients, baseline first.
     frames = align_runs(frames, run_dirs, "test")
-    note = "REAL ChestX-ray14" if args.real else "SYNTHETIC set (phantom), not NIH images"
-    table = pd.DataFrame([ablation_row(loss, df, frames[BASELINE], args.n_resamples, args.seed)
+    for loss, run in run_dirs.items():
+        read_run_config(run, args.synthetic)  # a phantom run passed off as real data is refused
+    note = "SYNTHETIC set (phantom), not NIH images" if args.synthetic else "REAL ChestX-ray14"
+    table = pd.DataFrame([ablation_row(loss, df, frames[BASELINE], args.n_resamples, args.bootstrap_seed)
                           for loss, df in frames.items()])
-    table.insert(2, "checkpoint", [checkpoint_of(args.runs / f"{args.model}_{loss}") for loss in frames])
+    table.insert(2, "checkpoint", [checkpoint_of(args.runs_dir / f"{args.model}_{loss}") for loss in frames])
     rows, matrices = relation_rows(frames, label_phi)
     relation_table = pd.DataFrame(rows)
     for df in (table, relation_table):
