@@ -52,6 +52,9 @@ def rename(parser: argparse.ArgumentParser, old: str, new: str) -> None:
     """Keep `old` working as `new` (already added to `parser`) for one release, with one
     deprecation line. `new` may be `--no-X` of a BooleanOptionalAction."""
     target = next(a for a in parser._actions if new in a.option_strings)
+    if target.required:  # either spelling satisfies it: checked after parsing (Parser)
+        target.required = False
+        parser.required_after_parse.append(target)
     nargs = 0 if target.nargs == 0 or isinstance(target, argparse.BooleanOptionalAction) else target.nargs
     parser.add_argument(old, action=_OldSpelling, target=target, new=new, dest=target.dest,
                         nargs=nargs, type=None if nargs == 0 else target.type,
@@ -59,10 +62,25 @@ def rename(parser: argparse.ArgumentParser, old: str, new: str) -> None:
                         default=argparse.SUPPRESS, help=f"old spelling of {new} (deprecated)")
 
 
-def make_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, plus required options that an old spelling may also give (`rename`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.required_after_parse: list[argparse.Action] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        missing = [a.option_strings[0] for a in self.required_after_parse
+                   if getattr(namespace, a.dest, None) is None]
+        if missing:
+            self.error(f"the following arguments are required: {', '.join(missing)}")
+        return namespace, extras
+
+
+def make_parser(module: str, doc: str | None) -> Parser:
     """A parser named `python -m MODULE`, described by the module docstring (`doc`)."""
-    return argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
-                                   formatter_class=DefaultsFormatter)
+    return Parser(prog=f"python -m {module}", description=doc, formatter_class=DefaultsFormatter)
 
 
 def progress(iterable=None, *, total=None, desc: str, unit: str):

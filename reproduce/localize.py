@@ -165,7 +165,7 @@ def write_outputs(args, table, scored: dict, rows: list, configs: dict, data: st
              f"{args.threshold:.3f}" + (f"\n{SYNTHETIC_NOTE}" if args.synthetic else ""))
     write_localization_grid(rows, list(scored), title, out / "localization.png")
     record = {"argv": [portable_path(a) for a in args.argv], "data": data,
-              "runs": {r: portable_path(p) for r, p in zip(scored, args.run)},
+              "runs": {r: portable_path(p) for r, p in zip(scored, args.runs)},
               "data_dir": portable_path(args.data), "split": args.split,
               "bbox": portable_path(args.bbox), "bbox_sha256": sha256_file(args.bbox),
               "checkpoint": args.checkpoint, "threshold": args.threshold,

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from data_prep import cli
+from data_prep.schema import SPLITS
 from reproduce.config import MODELS, PRESETS
 from reproduce.report.predictions import KEY_RE
 
@@ -280,7 +281,7 @@ def build_parser():
                         "RUNS/<key>, the preset's seed)")
     p.add_argument("--gpus", help="GPU ids, comma-separated: one run per GPU at a time "
                                   "(default: one run after another, on what TensorFlow finds)")
-    p.add_argument("--split", default="test", help="the split reproduce.evaluate predicts")
+    p.add_argument("--split", default="test", choices=SPLITS, help="the split reproduce.evaluate predicts")
     p.add_argument("--steps", action="extend", nargs="+", choices=STEPS, metavar="STEP",
                    help="train, evaluate or both (default: both, train first)")
     p.add_argument("--run-options", action="extend", nargs="+", metavar="RUN=OPTIONS",

@@ -64,3 +64,59 @@ def test_runs_option_takes_several_values_or_repeats():
     one_flag = build_parser().parse_args(["table1", "--out", "o", "--runs", "a=x", "b=y"])
     repeated = build_parser().parse_args(["table1", "--out", "o", "--runs", "a=x", "--runs", "b=y"])
     assert one_flag.runs == repeated.runs == ["a=x", "b=y"]
+
+
+def _options(module: str) -> dict:
+    """{option string: action} of a program's parser, deprecated spellings left out."""
+    parser = importlib.import_module(module).build_parser()
+    return {s: a for a in parser._actions for s in a.option_strings
+            if not (a.help or "").startswith("old spelling of")}
+
+
+def test_one_name_per_meaning_across_programs():
+    """data_prep.cli's vocabulary: --data SHARDS is a TFRecord folder, --split a subset,
+    --split-method how patients are split, --run one run, --runs several, --runs-dir a folder of
+    runs, --bootstrap-seed the bootstrap's seed, --synthetic "the phantom" (off by default)."""
+    from data_prep.schema import SPLITS
+
+    seen = set()
+    for module in cli_modules():
+        options = _options(module)
+        seen |= set(options)
+        if "--data" in options and module != "data_prep.phantom.make":
+            assert options["--data"].metavar == "SHARDS", module
+        if "--split" in options:
+            assert tuple(options["--split"].choices) == SPLITS, module
+        if "--run" in options:
+            assert options["--run"].nargs is None, f"{module}: --run is one run; several are --runs"
+        if "--runs" in options:
+            assert options["--runs"].nargs == "+", module
+        if "--synthetic" in options:
+            assert options["--synthetic"].default is False, module
+        if "--n-resamples" in options:
+            assert "--bootstrap-seed" in options and "--seed" not in options, module
+        assert not {"--method", "--real", "--runs-dir"} & set(options) or module in (
+            "reproduce.runs", "reproduce.study.ablation"), module
+    assert not {"--method", "--real"} & seen
+
+
+@pytest.mark.parametrize("module, old, new", [
+    ("data_prep.build", ["--split", "official"], ["--split-method", "official"]),
+    ("data_prep.split", ["--method", "official"], ["--split-method", "official"]),
+    ("reproduce.study.ablation", ["--runs", "R", "--seed", "3", "--real"],
+     ["--runs-dir", "R", "--bootstrap-seed", "3", "--no-synthetic"]),
+    ("reproduce.report.cli", ["--seed", "3"], ["--bootstrap-seed", "3"]),
+    ("reproduce.localize", ["--run", "a", "--run", "b"], ["--runs", "a", "b"]),
+])
+def test_old_spellings_still_work_for_one_release_and_say_so(module, old, new, capsys):
+    required = {"data_prep.build": ["--data-dir", "D", "--out", "O"],
+                "data_prep.split": ["--labels", "L", "--out", "O"],
+                "reproduce.study.ablation": ["--out", "O"],
+                "reproduce.report.cli": ["table1", "--runs", "k=R", "--out", "O"],
+                "reproduce.localize": ["--data", "D", "--bbox", "B", "--out", "O"]}[module]
+    parse = importlib.import_module(module).build_parser().parse_args
+    capsys.readouterr()
+    assert parse(required + old) == parse(required + new)
+    err = capsys.readouterr().err
+    assert err.count("is deprecated") == len([a for a in old if a.startswith("--")])
+    assert f"warning: {old[0]} is deprecated and goes in the next release; use {new[0]}" in err

@@ -112,7 +112,7 @@ def _make_n(*args):
 def test_makefile_targets_are_one_line_calls_of_the_clis():
     done = _make_n("localize")
     [line] = [x for x in done.stdout.splitlines() if "reproduce.localize" in x]
-    assert line.endswith("-m reproduce.localize --run runs/densenet121_wce --run runs/densenet121_ewl "
+    assert line.endswith("-m reproduce.localize --runs runs/densenet121_wce runs/densenet121_ewl "
                          "--data data/nih_tfrecords --bbox data/labels/BBox_List_2017.csv.gz --out results")
     done = _make_n("predict", "IMAGES=a.png scans/", "RUN=runs/vgg16_wce")
     [line] = [x for x in done.stdout.splitlines() if "reproduce.predict" in x]
