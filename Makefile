@@ -1,6 +1,10 @@
-# Every target is a one-line call of a package CLI (python -m data_prep.* / reproduce.*).
+# Targets are calls of the package CLIs (python -m data_prep.* / reproduce.* / bench.*), one line
+# each; `make demo` is several such lines. `make` alone prints `make help`.
 # `make demo` and `make test` work on a fresh clone with Python 3.11: .venv is made on first use.
 SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# One target at a time even under make -j: each run already uses every core.
+.NOTPARALLEL:
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,11 +27,12 @@ DATA_DIR ?= data/nih
 SHARDS ?= data/nih_tfrecords
 RUNS ?= runs
 RESULTS ?= results
-WORKERS ?= 2
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 SEED ?= 0
 PAPER_KEYS := vgg16_wce resnet50_wce densenet121_wce densenet121_ewl
 # make paper SEEDS="0 1 2" GPUS=0,1,2,3: one run per key and seed (RUNS/<key>_s<seed>), one run per
 # GPU at a time (python -m reproduce.runs); unset: one run per key (RUNS/<key>), one after another.
+# table1, figure1, expert, localize and predict read the same RUNS/<key>[_s<seed>] folders.
 SEEDS ?=
 GPUS ?=
 # make paper TRAIN_OPTS="--mixed-precision": reproduce.train options for every run (after `--`).
@@ -35,21 +40,23 @@ TRAIN_OPTS ?=
 RUNS_OPTS = $(if $(SEEDS),--seeds $(SEEDS)) $(if $(GPUS),--gpus $(GPUS))
 # $(call RUN_ARGS,keys,runs folder,seeds): the report's --runs KEY=RUN for every key (and seed).
 RUN_ARGS = $(foreach k,$(1),$(if $(3),$(foreach s,$(3),--runs $(k)=$(2)/$(k)_s$(s)),--runs $(k)=$(2)/$(k)))
+# $(call RUN_DIRS,keys,runs folder,seeds): the run folders alone.
+RUN_DIRS = $(foreach k,$(1),$(if $(3),$(foreach s,$(3),$(2)/$(k)_s$(s)),$(2)/$(k)))
 DEMO_SEED_KEYS := densenet121_wce densenet121_ewl
 DEMO_SEEDS ?= 0 1 2
 # Grad-CAM localization against the radiologists' boxes (python -m reproduce.localize) and
 # predictions on new images (python -m reproduce.predict): make localize, make predict IMAGES=...
 LOCALIZE_KEYS := densenet121_wce densenet121_ewl
 BBOX ?= $(dir $(LABELS))BBox_List_2017.csv.gz
-RUN ?= $(RUNS)/densenet121_ewl
+RUN ?= $(RUNS)/densenet121_ewl$(if $(SEEDS),_s$(firstword $(SEEDS)))
 IMAGES ?=
 PREDICT_OUT ?= predictions
 # make demo's predict examples: four images of the phantom's test split, rows 1, 61, 121, 181 (read when run)
 DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;122p;182p' $(DEMO_SHARDS)/splits/test.csv | cut -d, -f1))
 
-.PHONY: setup test labels phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
+.PHONY: help setup test test-all labels smoke smoke-shards phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
-        bench-train bench-gpu bench-device clean-demo localize predict demo-reference
+        bench-train bench-gpu bench-device bench-backends clean-demo localize predict demo-reference
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~2.7 GB; a few minutes, once)"
@@ -57,18 +64,32 @@ $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip && $(PY) -m pip install --progress-bar on -e '.[test]'
 	touch $@
 
-setup: $(VENV)/.setup-stamp
+help:  ## this list
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/  make \1\t\2/' | expand -t 24; grep -hE '^#: ' $(MAKEFILE_LIST) | sed 's/^#: /  /'
 
-test: setup
+#: Variables (make TARGET VAR=value; docs/commands.md):
+#:   PYTHON=python3.11      the interpreter that makes .venv
+#:   DATA_DIR=data/nih      your NIH ChestX-ray14 download (docs/real-data.md)
+#:   SHARDS=data/nih_tfrecords  its TFRecords (make paper-shards)
+#:   RUNS=runs              the run folders of make paper
+#:   RESULTS=results        Table I, Figure 1, expert and localization outputs
+#:   WORKERS=<cores>        data-prep processes (default: this machine's core count)
+#:   SEEDS="0 1 2"          several training seeds per run (RUNS/<key>_s<seed>)
+#:   GPUS=0,1,2,3           one run per GPU at a time (docs/gpus.md)
+#:   TRAIN_OPTS="..."       extra reproduce.train options for every paper run
+
+setup: $(VENV)/.setup-stamp  ## make .venv: the package and its dependencies (network, once)
+
+test: setup  ## the test suite (docs/testing.md)
 	$(PY) -m pytest -q
 
-labels: setup
+labels: setup  ## the real ChestX-ray14 label files into data/labels (network once, or ../shared)
 	$(PY) -m data_prep.fetch_labels --out $(dir $(LABELS))
 
-phantom: labels
+phantom: labels  ## the synthetic ChestX-ray14 of the demo (NIH layout, real label rows)
 	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(PHANTOM_DIR) --images $(PHANTOM_IMAGES) --seed $(SEED) --workers $(WORKERS) --expert-labels $(EXPERT_LABELS)
 
-demo-shards: phantom
+demo-shards: phantom  ## its TFRecords at 224²
 	$(PY) -m data_prep.build --data-dir $(PHANTOM_DIR) --out $(DEMO_SHARDS) --split-method paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
 # Targets that only read the demo shards build them when missing, and otherwise never redraw the
@@ -76,13 +97,13 @@ demo-shards: phantom
 $(DEMO_SHARDS)/manifest.json:
 	$(MAKE) demo-shards
 
-demo-train: demo-shards
+demo-train: $(DEMO_SHARDS)/manifest.json  ## the four Table I runs at the demo preset
 	for key in $(PAPER_KEYS); do $(PY) -m reproduce.train --data $(DEMO_SHARDS) --model $${key%_*} --loss $${key##*_} --preset demo --out $(DEMO_RUNS)/$$key || exit 1; done
 
-demo-evaluate: demo-train
+demo-evaluate: $(DEMO_SHARDS)/manifest.json  ## their test predictions (trains nothing)
 	for key in $(PAPER_KEYS); do $(PY) -m reproduce.evaluate --run $(DEMO_RUNS)/$$key --data $(DEMO_SHARDS) --split test || exit 1; done
 
-demo: demo-evaluate
+demo: demo-shards demo-train demo-evaluate  ## the whole paper pipeline on the synthetic set (docs/demo.md)
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.localize --runs $(foreach k,$(LOCALIZE_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --bbox $(PHANTOM_DIR)/BBox_List_2017.csv --out $(DEMO_OUT) --synthetic
@@ -90,32 +111,50 @@ demo: demo-evaluate
 	$(PY) -m reproduce.report.reference compare --ours $(DEMO_OUT) --reference $(DEMO_REFERENCE)
 
 # Maintainers: make demo, make ablation and make demo-seeds, then this makes their results the committed reference.
-demo-reference: setup
+demo-reference: setup  ## maintainers: make results/demo the committed reference
 	$(PY) -m reproduce.report.reference save --ours $(DEMO_OUT) --reference $(DEMO_REFERENCE)
 
-paper-shards: setup
+paper-shards: setup  ## your NIH images -> TFRecords at 224² (docs/real-data.md)
 	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split-method paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
-paper-train: paper-shards
+# Targets that read the paper's shards build them only when missing: the raw images may be gone.
+$(SHARDS)/manifest.json:
+	$(MAKE) paper-shards
+
+paper-train: $(SHARDS)/manifest.json  ## train the four Table I runs (paper preset)
 	$(PY) -m reproduce.runs --steps train --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)$(if $(TRAIN_OPTS), -- $(TRAIN_OPTS))
 
-paper-evaluate: paper-shards
+paper-evaluate: $(SHARDS)/manifest.json  ## their test predictions
 	$(PY) -m reproduce.runs --steps evaluate --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)
 
-paper: paper-shards
+paper: $(SHARDS)/manifest.json  ## train and evaluate the four Table I runs (docs/gpus.md)
 	$(PY) -m reproduce.runs --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)$(if $(TRAIN_OPTS), -- $(TRAIN_OPTS))
 
-table1: setup
+table1: setup  ## Table I from RUNS into RESULTS
 	$(PY) -m reproduce.report table1 $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
 
-figure1: setup
+figure1: setup  ## Figure 1 from RUNS into RESULTS
 	$(PY) -m reproduce.report figure1 $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
 
-localize: labels
-	$(PY) -m reproduce.localize --runs $(foreach k,$(LOCALIZE_KEYS),$(RUNS)/$(k)) --data $(SHARDS) --bbox $(BBOX) --out $(RESULTS)
+localize: labels  ## Grad-CAM boxes vs NIH's boxes (docs/use-a-model.md)
+	$(PY) -m reproduce.localize --runs $(call RUN_DIRS,$(LOCALIZE_KEYS),$(RUNS),$(SEEDS)) --data $(SHARDS) --bbox $(BBOX) --out $(RESULTS)
 
-predict: setup
+predict: setup  ## predictions (and Grad-CAM) for IMAGES with RUN
 	$(PY) -m reproduce.predict --run $(RUN) --out $(PREDICT_OUT) --cam $(or $(IMAGES),$(error make predict needs IMAGES="files or folders"))
+
+# The smoke preset end to end (about a minute): a 160-image phantom at 32², the four Table I runs
+# for 2 steps each (eager, no graph tracing), test predictions, Table I and Figure 1.
+SMOKE_PHANTOM ?= data/smoke_phantom
+SMOKE_SHARDS ?= data/smoke_tfrecords
+SMOKE_OUT ?= results/smoke
+
+smoke-shards: labels
+	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(SMOKE_PHANTOM) --images 160 --seed $(SEED) --workers $(WORKERS)
+	$(PY) -m data_prep.build --data-dir $(SMOKE_PHANTOM) --out $(SMOKE_SHARDS) --split-method paper --size 32 --workers $(WORKERS) --seed $(SEED)
+
+smoke: smoke-shards  ## a one-minute look: the smoke preset end to end on a tiny phantom
+	$(PY) -m reproduce.runs --data $(SMOKE_SHARDS) --preset smoke --runs-dir $(SMOKE_OUT)/runs --keys $(PAPER_KEYS)
+	$(PY) -m reproduce.report all $(call RUN_ARGS,$(PAPER_KEYS),$(SMOKE_OUT)/runs) --out $(SMOKE_OUT) --synthetic
 
 # CPU rehearsal of `make paper`: the paper preset exactly (224², batch 32, Adam 1e-3, flip) for the four
 # Table I runs, evaluate and report, on a small phantom; only --weights none (offline), REHEARSE_EPOCHS and
@@ -138,7 +177,7 @@ rehearse-shards: rehearse-phantom
 rehearse-runs: rehearse-shards
 	$(PY) -m reproduce.runs --data $(REHEARSE_SHARDS) --preset paper --runs-dir $(REHEARSE_RUNS) --keys $(PAPER_KEYS) $(if $(GPUS),--gpus $(GPUS)) -- --weights none --epochs $(REHEARSE_EPOCHS) --steps-per-epoch $(REHEARSE_STEPS)
 
-rehearse: rehearse-runs
+rehearse: rehearse-runs  ## CPU rehearsal of make paper on a small phantom (docs/gpus.md)
 	$(PY) -m reproduce.report all $(call RUN_ARGS,$(PAPER_KEYS),$(REHEARSE_RUNS)) --out $(REHEARSE_OUT) --synthetic
 	$(PY) -m reproduce.report.reference compare --ours $(REHEARSE_OUT) --reference $(REHEARSE_REFERENCE)
 
@@ -149,32 +188,35 @@ rehearse-reference: setup
 demo-seeds-runs: $(DEMO_SHARDS)/manifest.json
 	$(PY) -m reproduce.runs --data $(DEMO_SHARDS) --preset demo --runs-dir $(DEMO_RUNS) --keys $(DEMO_SEED_KEYS) --seeds $(DEMO_SEEDS) $(if $(GPUS),--gpus $(GPUS))
 
-demo-seeds: demo-seeds-runs
+demo-seeds: demo-seeds-runs  ## DenseNet121 wce and ewl over seeds 0 1 2 (docs/seeds.md)
 	$(PY) -m reproduce.report all $(call RUN_ARGS,$(DEMO_SEED_KEYS),$(DEMO_RUNS),$(DEMO_SEEDS)) --out $(DEMO_OUT)/seeds --synthetic
 
-expert: labels
+expert: labels  ## the runs against Google's radiologist labels (docs/radiologists.md)
 	$(PY) -m reproduce.report expert $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --expert-labels $(EXPERT_LABELS) --out $(RESULTS)
 
-ablation: $(DEMO_SHARDS)/manifest.json
+ablation: $(DEMO_SHARDS)/manifest.json  ## every reading of Eq. (2) trained and compared (docs/entropy_weighting_loss.md)
 	$(PY) -m reproduce.ablation --data $(DEMO_SHARDS) --runs-dir $(DEMO_RUNS) --labels $(LABELS) --out $(DEMO_OUT) --synthetic
 
-bench-data: phantom
+bench-data: phantom  ## data-prep benchmark (docs/benchmarks.md)
 	$(PY) -m bench.data --data-dir $(PHANTOM_DIR) --out results/bench/data_prep.json
 
-bench-train: $(DEMO_SHARDS)/manifest.json
+bench-train: $(DEMO_SHARDS)/manifest.json  ## training-step benchmark
 	$(PY) -m bench.train --data $(DEMO_SHARDS) --images-dir $(PHANTOM_DIR) --out results/bench/train.json
 
 # ... then the README's benchmark tables, regenerated from results/bench/*.json.
-bench: bench-data bench-train
+bench: bench-data bench-train  ## both, then the generated tables in docs/
 	$(PY) -m bench.readme
+
+bench-backends: $(DEMO_SHARDS)/manifest.json  ## DenseNet121 demo run under TensorFlow and under JAX: same test AUC?
+	$(PY) -m bench.backends --data $(DEMO_SHARDS)
 
 # On a GPU machine: the gpu extra (tensorflow[and-cuda]) first if TensorFlow sees no GPU; <= 8 min.
 # The TensorFlow-free GPU benchmark on Keras' JAX backend (bench/README.md: the device command).
-bench-device:
+bench-device:  ## TensorFlow-free GPU benchmark on Keras' JAX backend (bench/README.md)
 	bash bench/device.sh
 
-bench-gpu: setup
+bench-gpu: setup  ## GPU benchmark under TensorFlow (docs/gpus.md)
 	bash bench/gpu.sh --install
 
-clean-demo:
+clean-demo:  ## delete the phantom, its shards and results/demo
 	rm -rf $(PHANTOM_DIR) $(DEMO_SHARDS) $(DEMO_OUT)

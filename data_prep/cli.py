@@ -62,6 +62,22 @@ def rename(parser: argparse.ArgumentParser, old: str, new: str) -> None:
                         default=argparse.SUPPRESS, help=f"old spelling of {new} (deprecated)")
 
 
+class _Version(argparse.Action):
+    """--version: the package version and the commit of the code (found only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from data_prep.provenance import code_version, package_version
+
+        code = code_version()
+        where = (f"git {code['git_commit'][:12]}{' with local edits' if code['git_dirty'] else ''}"
+                 if "git_commit" in code else "installed package")
+        print(f"{parser.prog} {package_version()} ({where})")
+        parser.exit()
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's parser, plus required options that an old spelling may also give (`rename`)."""
 
@@ -80,7 +96,9 @@ class Parser(argparse.ArgumentParser):
 
 def make_parser(module: str, doc: str | None) -> Parser:
     """A parser named `python -m MODULE`, described by the module docstring (`doc`)."""
-    return Parser(prog=f"python -m {module}", description=doc, formatter_class=DefaultsFormatter)
+    parser = Parser(prog=f"python -m {module}", description=doc, formatter_class=DefaultsFormatter)
+    parser.add_argument("--version", action=_Version, help="print the package version and code commit")
+    return parser
 
 
 def progress(iterable=None, *, total=None, desc: str, unit: str):

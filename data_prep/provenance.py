@@ -33,6 +33,14 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def package_version() -> str:
+    """The installed distribution's version (setup.cfg), or "unknown" when not installed."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict:
     """{"git_commit": sha, "git_dirty": bool} in a checkout, else {"package_version": v}."""
@@ -40,10 +48,7 @@ def code_version() -> dict:
     if commit:
         status = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
         return {"git_commit": commit, "git_dirty": bool(status)}
-    try:
-        return {"package_version": importlib.metadata.version(DISTRIBUTION)}
-    except importlib.metadata.PackageNotFoundError:
-        return {"package_version": "unknown"}
+    return {"package_version": package_version()}
 
 
 def library_versions(names=LIBRARIES) -> dict:

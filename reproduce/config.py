@@ -28,7 +28,7 @@ def _field(default, why: str):
 class Config:
     # --- what is trained ---------------------------------------------------------------------
     model: str = _field("densenet121", '§III "DenseNet121 is utilized as baseline"; §IV.D also '
-                        "VGG16, ResNet50 (tiny: a 2-conv CNN for tests)")
+                        "VGG16, ResNet50 (tiny, tiny-bn: 2-conv CNNs for tests)")
     loss: str = _field("wce", "§III.B Eq. (1) weighted CE (wce) or Eq. (2) entropy weighting (ewl); "
                        "other names: the Eq. (2) readings of reproduce.study")
     weights: str = _field("imagenet", '§IV.D "pre-trained baseline models": imagenet, none, or a '
@@ -172,16 +172,31 @@ def _optional_int(text: str) -> int | None:
 _TYPES = {"str": str, "int": int, "float": float, "int | None": _optional_int}
 
 
+def _as_option(name: str, value) -> str:
+    """A value as the command line gives it: --flag / --no-flag, none, 0.001."""
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{name.replace('_', '-')}"
+    return "none" if value is None else str(value)
+
+
+def _preset_values(name: str, presets: dict) -> str:
+    shown = {preset_name: _as_option(name, getattr(c, name)) for preset_name, c in presets.items()}
+    if len(set(shown.values())) == 1:
+        return f"[every preset: {next(iter(shown.values()))}]"
+    return "[" + ", ".join(f"{k}: {v}" for k, v in shown.items()) + "]"
+
+
 def add_arguments(parser, choices: dict | None = None) -> None:
     """One option per Config field, named after it (`--learning-rate` sets learning_rate), help
     = the field's source; unset options keep the preset's value (`overrides`)."""
     group = parser.add_argument_group(
-        "configuration", "every Config field (reproduce/config.py); unset = the preset's value; "
-        "the paper's value is shown in brackets")
+        "configuration", "every Config field (reproduce/config.py); unset = the --preset's value; "
+        "each preset's value in brackets, as the option takes it")
     allowed = {**CHOICES, **(choices or {})}
+    presets = {name: make() for name, make in PRESETS.items()}
     for f in dataclasses.fields(Config):
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS,
-                  "help": f"{f.metadata['why']} [paper: {f.default}]"}
+                  "help": f"{f.metadata['why']} {_preset_values(f.name, presets)}"}
         if f.type == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

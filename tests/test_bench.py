@@ -306,3 +306,25 @@ def test_make_rehearse_is_the_paper_preset_with_three_stated_changes():
     assert (config.weights, config.image_size, config.batch_size, config.learning_rate, config.horizontal_flip) == \
         ("none", 224, 32, 1e-3, True)
     assert report.count("--runs ") == 4 and report.endswith("--out results/rehearsal --synthetic")
+
+
+def test_backend_bound_is_the_95_percent_range_of_two_seeds_difference(tmp_path):
+    """bench.backends: sd over seeds by hand, bound 1.96·√2·sd, and the verdict's two checks."""
+    from bench.backends import compare, seed_spread, tolerance
+
+    table = tmp_path / "seeds.csv"
+    table.write_text("data,pathology,run,seed,auc\n"
+                     "s,AVE,densenet121_wce,0,0.70\ns,AVE,densenet121_wce,1,0.68\n"
+                     "s,AVE,densenet121_wce,2,0.66\ns,Hernia,densenet121_wce,0,0.10\n"
+                     "s,AVE,densenet121_ewl,0,0.50\n")
+    assert seed_spread("densenet121_wce", table) == pytest.approx(0.02)  # sd of 0.70, 0.68, 0.66
+    with pytest.raises(ValueError, match="fewer than 2 seeds"):
+        seed_spread("densenet121_ewl", table)
+    assert tolerance(0.02) == pytest.approx(1.96 * 2 ** 0.5 * 0.02)
+    run = {"test_mean_auc": 0.70, "loss_per_epoch": [2.0, 1.0]}
+    close = compare({"tensorflow": run, "jax": {**run, "test_mean_auc": 0.66, "loss_per_epoch": [2.1]}}, 0.02)
+    assert close["within_bound"] and close["both_learn"]
+    assert close["abs_test_mean_auc_difference"] == pytest.approx(0.04)
+    assert close["first_epoch_loss_relative_difference"] == pytest.approx(0.05)
+    far = compare({"tensorflow": run, "jax": {**run, "test_mean_auc": 0.55}}, 0.02)
+    assert not far["within_bound"] and not far["both_learn"]

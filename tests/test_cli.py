@@ -120,3 +120,14 @@ def test_old_spellings_still_work_for_one_release_and_say_so(module, old, new, c
     err = capsys.readouterr().err
     assert err.count("is deprecated") == len([a for a in old if a.startswith("--")])
     assert f"warning: {old[0]} is deprecated and goes in the next release; use {new[0]}" in err
+
+
+@pytest.mark.parametrize("module", ["data_prep.build", "reproduce.report"])
+def test_version_names_the_package_version_and_the_commit(module):
+    from data_prep.provenance import code_version, package_version
+
+    done = subprocess.run([sys.executable, "-m", module, "--version"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(f"python -m {module} {package_version()} (")
+    code = code_version()
+    assert (code["git_commit"][:12] if "git_commit" in code else "installed package") in done.stdout

@@ -30,10 +30,16 @@ def test_save_copies_results_not_runs_and_records_the_machine(tmp_path):
     saved = json.loads((tmp_path / "ref" / "reference.json").read_text())
     assert saved["machine"]["cpu_count"] >= 1 and "instruction_sets" in saved["machine"]
     assert saved["made_from"] == str(ours) and "code" in saved["provenance"]
-    # Saving again replaces the folder: a file gone from ours is gone from the reference.
+    # Saving again after make demo alone: what ours holds is replaced, what only the reference
+    # holds (make ablation's, make demo-seeds' results) stays, with its recorded hash.
     (ours / "figure1.png").unlink()
-    reference.save(ours, tmp_path / "ref")
-    assert not (tmp_path / "ref" / "figure1.png").exists()
+    (ours / "table1.csv").write_text(TABLE.replace("0.9000", "0.9100"))
+    digest = saved["sha256"]["figure1.png"]
+    meta = reference.save(ours, tmp_path / "ref")
+    assert (tmp_path / "ref" / "figure1.png").read_bytes() == b"\x89PNG not really"
+    assert "0.9100" in (tmp_path / "ref" / "table1.csv").read_text()
+    assert meta["kept_from_before"] == ["figure1.png"] and meta["sha256"]["figure1.png"] == digest
+    assert reference.compare(ours, tmp_path / "ref")["missing"] == ["figure1.png"]
 
 
 def test_identical_results_say_so_and_json_records_do_not_count(tmp_path):

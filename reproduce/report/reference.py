@@ -116,17 +116,22 @@ def summary_lines(result: dict, ours: Path, reference: Path) -> list[str]:
 
 
 def save(ours: Path, reference: Path) -> dict:
-    """Replace `reference` with the result files of `ours` and write reference.json."""
+    """Copy the result files of `ours` into `reference` and write reference.json. Files the
+    reference holds and `ours` does not (make ablation's, make demo-seeds' when only make demo
+    ran) stay, with their recorded hashes: a save never deletes a result it did not regenerate."""
     files = result_files(ours)
     if "table1.csv" not in files:
         raise ReferenceError(f"{ours / 'table1.csv'}: no Table I to save (run make demo first)")
-    if reference.exists():
-        shutil.rmtree(reference)
+    kept = {}
+    if (reference / META).is_file():
+        recorded = json.loads((reference / META).read_text()).get("sha256", {})
+        kept = {name: digest for name, digest in recorded.items()
+                if name not in files and (reference / name).is_file()}
     for name in files:
         (reference / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ours / name, reference / name)
     meta = {"made_from": portable_path(ours), "machine": cpu_facts(), "provenance": provenance(),
-            "sha256": files}
+            "sha256": dict(sorted({**kept, **files}.items())), "kept_from_before": sorted(kept)}
     (reference / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
@@ -147,7 +152,8 @@ def main(argv=None) -> int:
     def body():
         if args.what == "save":
             meta = save(args.ours, args.reference)
-            print(f"saved {len(meta['sha256'])} files of {args.ours} as {args.reference}")
+            print(f"saved {len(meta['sha256']) - len(meta['kept_from_before'])} files of {args.ours} "
+                  f"as {args.reference}; kept {len(meta['kept_from_before'])} it does not hold")
             return 0
         result = compare(args.ours, args.reference)
         print("\n".join(summary_lines(result, args.ours, args.reference)))
