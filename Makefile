@@ -54,7 +54,7 @@ PREDICT_OUT ?= predictions
 # make demo's predict examples: four images of the phantom's test split, rows 1, 61, 121, 181 (read when run)
 DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;122p;182p' $(DEMO_SHARDS)/splits/test.csv | cut -d, -f1))
 
-.PHONY: help setup test test-all labels smoke smoke-shards phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
+.PHONY: help setup test test-slow labels smoke smoke-shards phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
         bench-train bench-gpu bench-device bench-backends clean-demo localize predict demo-reference
 
@@ -80,8 +80,12 @@ help:  ## this list
 
 setup: $(VENV)/.setup-stamp  ## make .venv: the package and its dependencies (network, once)
 
-test: setup  ## the test suite (docs/testing.md)
-	$(PY) -m pytest -q
+# Two pytest workers (pytest-xdist): most tests wait on subprocesses or run single-threaded Python.
+test: setup  ## the test suite without its slow tier (docs/testing.md)
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+test-slow: setup  ## the slow tier: real backbones, several processes, crash and resume (CI runs both)
+	$(PY) -m pytest -q -n 2 -m slow
 
 labels: setup  ## the real ChestX-ray14 label files into data/labels (network once, or ../shared)
 	$(PY) -m data_prep.fetch_labels --out $(dir $(LABELS))

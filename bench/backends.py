@@ -129,3 +129,21 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def backends_section(results: dict) -> str:
+    """docs/gpus.md's generated lines (bench.readme) from results/bench/backends.json."""
+    record = results.get("backends")
+    if not record:
+        return "Not yet measured here: `make bench-backends` puts the comparison in this place."
+    runs, verdict = record["runs"], record["comparison"]
+    rows = [f"{record['model']} + {record['loss']}, demo preset, `--initializer numpy`, on "
+            f"{record['machine']['cpu']} ({record['machine']['cpu_count']} cores):", "",
+            "| backend | test mean AUC | first-epoch loss | training |", "| --- | --- | --- | --- |"]
+    rows += [f"| {name} | {runs[name]['test_mean_auc']:.4f} | {runs[name]['loss_per_epoch'][0]:.4f} | "
+             f"{runs[name]['train_s'] / 60:.1f} min |" for name in BACKENDS]
+    rows += ["", f"|Δ test mean AUC| = {verdict['abs_test_mean_auc_difference']:.4f}, bound "
+             f"{verdict['bound']:.4f} (1.96·√2 × sd over seeds {verdict['sd_over_seeds']:.4f}): "
+             f"{'within' if verdict['within_bound'] else 'OUTSIDE'}; both learn (≥ {LEARNS}): "
+             f"{'yes' if verdict['both_learn'] else 'NO'}."]
+    return "\n".join(rows)

@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.backends import backends_section
 from bench.device_report import gpu_jax
 from data_prep import cli
 from data_prep.provenance import portable_path
@@ -38,7 +39,7 @@ def load(results: Path) -> dict:
     def measured(paths):
         return [g for g in (json.loads(p.read_text()) for p in sorted(paths)) if not g.get("dry_check")]
 
-    return {"data_prep": read("data_prep.json"), "train": read("train.json"),
+    return {"data_prep": read("data_prep.json"), "train": read("train.json"), "backends": read("backends.json"),
             "gpu": measured(p for p in results.glob("gpu_*.json") if not p.name.endswith("_jax.json")),
             "gpu_jax": measured(results.glob("gpu_*_jax.json"))}
 
@@ -214,10 +215,11 @@ def gpu_flags(r: dict) -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"bench-table": bench_table, "gpu-flags": gpu_flags, "gpu-jax": gpu_jax}
+SECTIONS = {"bench-table": bench_table, "gpu-flags": gpu_flags, "gpu-jax": gpu_jax,
+            "backends": backends_section}
 # The file that holds each section, relative to the project (the default of --file).
 FILES = {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md"),
-         "gpu-jax": Path("docs/gpus.md")}
+         "gpu-jax": Path("docs/gpus.md"), "backends": Path("docs/gpus.md")}
 
 
 def begin_marker(name: str) -> str:

@@ -95,8 +95,6 @@ def test_one_name_per_meaning_across_programs():
             assert options["--synthetic"].default is False, module
         if "--n-resamples" in options:
             assert "--bootstrap-seed" in options and "--seed" not in options, module
-        assert not {"--method", "--real", "--runs-dir"} & set(options) or module in (
-            "reproduce.runs", "reproduce.study.ablation"), module
     assert not {"--method", "--real"} & seen
 
 
