@@ -162,7 +162,7 @@ smoke: smoke-shards  ## a one-minute look: the smoke preset end to end on a tiny
 
 # CPU rehearsal of `make paper`: the paper preset exactly (224², batch 32, Adam 1e-3, flip) for the four
 # Table I runs, evaluate and report, on a small phantom; only --weights none (offline), REHEARSE_EPOCHS and
-# REHEARSE_STEPS change. 13.5 min on 2 cores (README 'Running the paper on GPUs').
+# REHEARSE_STEPS change. 13.5 min on 2 cores (docs/gpus.md#rehearse-on-a-cpu-first).
 REHEARSE_IMAGES ?= 360
 REHEARSE_PHANTOM ?= data/rehearsal_phantom
 REHEARSE_SHARDS ?= data/rehearsal_tfrecords
@@ -207,7 +207,7 @@ bench-data: phantom  ## data-prep benchmark (docs/benchmarks.md)
 bench-train: $(DEMO_SHARDS)/manifest.json  ## training-step benchmark
 	$(PY) -m bench.train --data $(DEMO_SHARDS) --images-dir $(PHANTOM_DIR) --out results/bench/train.json
 
-# ... then the README's benchmark tables, regenerated from results/bench/*.json.
+# ... then the benchmark tables of docs/, regenerated from results/bench/*.json.
 bench: bench-data bench-train  ## both, then the generated tables in docs/
 	$(PY) -m bench.readme
 

@@ -9,7 +9,7 @@ Eq. (1): priced at DenseNet121's speed). Checkpoint writes and process start-up 
 from __future__ import annotations
 
 # `python -m data_prep.split --labels Data_Entry_2017_v2020.csv.gz` (paper split, seed 0):
-# train 78,430 images, val 11,835 (README "Commands, one by one").
+# train 78,430 images, val 11,835 (docs/commands.md, data_prep.split's output).
 TRAIN_IMAGES = 78_430
 VAL_IMAGES = 11_835
 EPOCHS = 50  # §IV.B "we trained each model for 50 epochs"

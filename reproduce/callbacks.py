@@ -246,7 +246,7 @@ class Progress(keras.callbacks.Callback):
             self._first = False
             print(f"warning: the paper preset without a GPU: ~{per_step * self.steps / 3600:.1f} h per "
                   f"epoch, {self.epochs} epochs (measured: {per_step:.2f} s per step of "
-                  f"{self.steps}); see the README, 'Running the paper on GPUs'", flush=True)
+                  f"{self.steps}); see docs/gpus.md", flush=True)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

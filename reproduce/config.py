@@ -132,7 +132,7 @@ def paper() -> Config:
 
 def demo() -> Config:
     """The synthetic ChestX-ray14 at laptop scale: `make demo` trains the four Table I runs in
-    about 15 minutes on 2 CPU cores (README). Our choices, measured on the phantom (1,200 images):
+    about 15 minutes on 2 CPU cores (docs/commands.md). Our choices, measured on the phantom (1,200 images):
     64² input (DenseNet121 trains at ~50 img/s there, 1.7 at 224²); no ImageNet weights (none
     offline), so training is from scratch, and Adam's rate is 3e-4 for 8 epochs: at the paper's
     1e-3 VGG16 (no BatchNorm) stayed at val mean AUC 0.43 after 3 epochs; at 1e-4 DenseNet121 and

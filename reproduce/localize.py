@@ -16,7 +16,7 @@ Writes DIR/localization.csv (per run and class: boxes, accuracy at IoU and IoBB 
 `whole_image`, one box covering the whole image), DIR/localization_boxes.csv (every
 true box with its predicted box, IoU, IoBB), DIR/localization.png (examples: image, heatmap, true
 and predicted box, IoU) and DIR/localization_config.json. A Grad-CAM box is not a detector's
-box: README "Use a trained model".
+box: docs/use-a-model.md.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ the committed copy (results/reference/demo/) and the machine that made it.
 for byte and, where not, how far Table I moved: the largest per-class |ΔAUC| and each run's mean
 AUC beside the reference's. Training is bit-exact on one kind of CPU only: another instruction
 set (AVX2 vs AVX-512) or core count rounds differently inside oneDNN, and the difference grows
-through training (README, 'Same machine, same bytes'). So `compare` informs and exits 0; `--strict` exits 1
+through training (docs/demo.md, 'Same machine, same bytes'). So `compare` informs and exits 0; `--strict` exits 1
 unless everything matches. Your results are never committed over ours by accident: results/demo/
 is ignored by git, and only `save` writes the reference.
 `save` replaces REFERENCE with every file of OURS except runs/ (the checkpoints) and writes
@@ -111,7 +111,7 @@ def summary_lines(result: dict, ours: Path, reference: Path) -> list[str]:
     mine = cpu_facts()
     lines.append(f"this machine: {mine['cpu']} ({'/'.join(mine['instruction_sets'])}, {mine['cpu_count']} "
                  "cores). Training is bit-exact on one kind of CPU only; another one rounds "
-                 "differently and the runs drift apart (README, 'Same machine, same bytes').")
+                 "differently and the runs drift apart (docs/demo.md, 'Same machine, same bytes').")
     return lines
 
 
