@@ -146,7 +146,7 @@ localize: labels  ## Grad-CAM boxes vs NIH's boxes (docs/use-a-model.md)
 predict: setup  ## predictions (and Grad-CAM) for IMAGES with RUN
 	$(PY) -m reproduce.predict --run $(RUN) --out $(PREDICT_OUT) --cam $(or $(IMAGES),$(error make predict needs IMAGES="files or folders"))
 
-# The smoke preset end to end (about a minute): a 160-image phantom at 32², the four Table I runs
+# The smoke preset end to end (3 min 50 s on 2 cores, mostly 8 TensorFlow start-ups): a 160-image phantom at 32², the four Table I runs
 # for 2 steps each (eager, no graph tracing), test predictions, Table I and Figure 1.
 SMOKE_PHANTOM ?= data/smoke_phantom
 SMOKE_SHARDS ?= data/smoke_tfrecords
@@ -156,7 +156,7 @@ smoke-shards: labels
 	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(SMOKE_PHANTOM) --images 160 --seed $(SEED) --workers $(WORKERS)
 	$(PY) -m data_prep.build --data-dir $(SMOKE_PHANTOM) --out $(SMOKE_SHARDS) --split-method paper --size 32 --workers $(WORKERS) --seed $(SEED)
 
-smoke: smoke-shards  ## a one-minute look: the smoke preset end to end on a tiny phantom
+smoke: smoke-shards  ## a 4-minute look: the smoke preset end to end on a tiny phantom
 	$(PY) -m reproduce.runs --data $(SMOKE_SHARDS) --preset smoke --runs-dir $(SMOKE_OUT)/runs --keys $(PAPER_KEYS)
 	$(PY) -m reproduce.report all $(call RUN_ARGS,$(PAPER_KEYS),$(SMOKE_OUT)/runs) --out $(SMOKE_OUT) --synthetic
 
