@@ -15,6 +15,10 @@ from pathlib import Path
 # §IV.D: the three backbones of Table I; "tiny" is a 2-conv CNN for tests only (not in the paper),
 # "tiny-bn" the same with BatchNormalization (replica tests of synchronized BatchNorm in seconds).
 TEST_MODELS = ("tiny", "tiny-bn")
+# Every loss name reproduce.loss_registry knows when nothing else is registered: the paper's two,
+# then the readings of Eq. (2) (reproduce.study.readings). Here so that the CLI's --help needs no
+# Keras; tests/test_cli.py checks it against loss_registry.available_losses().
+LOSS_NAMES = ("wce", "ewl", "ewl_neg", "softmax_ce", "wce_ewl", "ewl_sigmoid")
 MODELS = ("vgg16", "resnet50", "densenet121", *TEST_MODELS)
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 

@@ -9,9 +9,15 @@ the checkpoint, the split, the number of images, and the run's resolved config.
 """
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # --help and --version before the TensorFlow import below
+    from reproduce.cli_parsers import answer_without_tensorflow, evaluate_parser
+    answer_without_tensorflow(evaluate_parser)
+
+
 import json
 import math
-import sys
 import warnings
 from pathlib import Path
 
@@ -25,6 +31,7 @@ from data_prep.provenance import portable_path
 from data_prep.schema import CLASSES, SPLITS
 from data_prep.shards import verify_shards
 from reproduce import backend
+from reproduce.cli_parsers import evaluate_parser as build_parser
 from reproduce.config import Config
 from reproduce.data import make_eval_dataset, read_manifest
 from reproduce.metrics import bootstrap_auc_ci, mean_auc, roc_auc_per_class
@@ -173,20 +180,6 @@ def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None 
 
 def _fmt(value) -> str:
     return "nan" if value is None else f"{value:.4f}"
-
-
-def build_parser():
-    parser = cli.make_parser("reproduce.evaluate", __doc__)
-    parser.add_argument("--run", required=True, help="run folder of reproduce.train")
-    parser.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build")
-    parser.add_argument("--split", default="test", choices=SPLITS,
-                        help="which split to predict (Table I: test)")
-    parser.add_argument("--checkpoint", choices=["best", "last"],
-                        help="which checkpoint (default: the run's config.checkpoint, best)")
-    parser.add_argument("--verify-shards", action="store_true",
-                        help="also check every shard's SHA-256 against manifest.json (size and "
-                             "record count are always checked)")
-    return parser
 
 
 def main(argv=None) -> int:

@@ -11,9 +11,15 @@ uninterrupted run would have (bit for bit on a CPU with --deterministic).
 """
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # --help and --version before the TensorFlow import below
+    from reproduce.cli_parsers import answer_without_tensorflow, train_parser
+    answer_without_tensorflow(train_parser)
+
+
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import keras
@@ -28,10 +34,11 @@ from reproduce import backend
 from reproduce import callbacks as cb
 from reproduce import config as config_module
 from reproduce import distribute
-from reproduce.config import PRESETS, Config, preset
+from reproduce.cli_parsers import train_parser as build_parser
+from reproduce.config import Config, preset
 from reproduce.data import make_eval_dataset, read_manifest, train_steps, training_dataset
 from reproduce.evaluate import compiled_forward
-from reproduce.loss_registry import available_losses, build_loss
+from reproduce.loss_registry import build_loss
 from reproduce.models import build_model
 
 JIT = {"auto": "auto", "on": True, "off": False}
@@ -218,19 +225,6 @@ def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None,
         return cb.read_history(out_dir / "history.csv")
     finally:
         keras.mixed_precision.set_global_policy(policy)
-
-
-def build_parser():
-    p = cli.make_parser("reproduce.train", __doc__)
-    p.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build (manifest.json)")
-    p.add_argument("--out", required=True, help="run folder (created; an unfinished run resumes)")
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
-                   help="starting values of every field: paper (the paper's settings), demo, smoke")
-    p.add_argument("--verify-shards", action="store_true",
-                   help="also check every shard's SHA-256 against manifest.json (size and record "
-                        "count are always checked)")
-    config_module.add_arguments(p, choices={"loss": available_losses()})
-    return p
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,7 @@ run in processes where `import tensorflow` fails (every backbone and precision m
 with its reason, the numbers positive, the projection present, nothing even trying TensorFlow);
 the compile call that stands in for reproduce.train's; the batch search; the refusal to run the
 full benchmark without a GPU; and the docs' gpu-jax section from its JSON.
-Runtime: ~65 s for the dry run (slow: one process per task under a 60 s budget), ~15 s the rest."""
+Runtime: ~65 s for the dry run (one process per task under a 60 s budget), ~15 s the rest."""
 import json
 import os
 import re
@@ -50,7 +50,8 @@ def _measured_or_named(e: dict, where: str) -> bool:
     return False
 
 
-@pytest.mark.slow
+# In make test (issue 20: the TF-free benchmark's dry run passes there); the docs test that
+# reuses the dry run is in the slow tier, so a make test worker runs the dry run once.
 def test_tiny_dry_run_needs_no_tensorflow_and_writes_every_row(dry_run):
     r = dry_run["result"]
     assert not (dry_run["root"] / "tf_attempts.log").exists(), "something tried to import TensorFlow"

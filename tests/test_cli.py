@@ -17,7 +17,10 @@ def cli_modules() -> list[str]:
     for pkg in ("data_prep", "reproduce", "bench"):
         for path in sorted((ROOT / pkg).rglob("*.py")):
             tree = ast.parse(path.read_text())
-            if any(isinstance(n, ast.FunctionDef) and n.name == "build_parser" for n in tree.body):
+            defined = any(isinstance(n, ast.FunctionDef) and n.name == "build_parser" for n in tree.body)
+            imported = any(isinstance(n, ast.ImportFrom) and any(a.asname == "build_parser" for a in n.names)
+                           for n in tree.body)
+            if defined or imported:
                 found.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
     return found
 
@@ -129,3 +132,34 @@ def test_version_names_the_package_version_and_the_commit(module):
     assert done.returncode == 0 and done.stdout.startswith(f"python -m {module} {package_version()} (")
     code = code_version()
     assert (code["git_commit"][:12] if "git_commit" in code else "installed package") in done.stdout
+
+
+BLOCK_TF = ("import sys, runpy\n"
+            "class Block:\n"
+            "    def find_spec(self, name, *a):\n"
+            "        if name.split('.')[0] in ('tensorflow', 'keras', 'jax'):\n"
+            "            raise ImportError('blocked: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "sys.argv = [sys.argv[1], *sys.argv[2:]]\n"
+            "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
+
+
+@pytest.mark.parametrize("module", ["reproduce.train", "reproduce.evaluate"])
+def test_help_and_version_need_no_tensorflow(module):
+    """--help of train/evaluate answers where importing TensorFlow, Keras or JAX fails, and is the
+    same text as the full program's parser gives."""
+    for flag in ("--help", "--version"):
+        done = subprocess.run([sys.executable, "-c", BLOCK_TF, module, flag], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"python -m {module}" in done.stdout
+    help_text = subprocess.run([sys.executable, "-c", BLOCK_TF, module, "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60).stdout
+    assert help_text == importlib.import_module(module).build_parser().format_help()
+
+
+def test_loss_names_of_the_help_are_the_registry_s():
+    from reproduce.config import LOSS_NAMES
+    from reproduce.loss_registry import available_losses
+
+    assert available_losses() == LOSS_NAMES
