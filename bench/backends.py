@@ -63,7 +63,7 @@ def _run(argv: list[str], backend: str, log: Path) -> float:
         done = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, env=env, stdout=out,
                               stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:1])} under {backend} failed; see {log}")
+        raise RuntimeError(f"{argv[0]} under {backend} failed; see {log}")
     return time.perf_counter() - start
 
 

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 from bench import device_worker
 from bench.device_report import brief, report
 from bench.projection import TABLE1_RUNS, table1_hours
+from bench.workers import run_for_rows
 from data_prep import cli, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,18 +76,7 @@ def run_worker(argv: list[str], name: str, work: Path, deadline: float, tiny: bo
         env["JAX_PLATFORMS"] = "cpu"  # a dry run stays on the CPU, also where a GPU is present
     cmd = [sys.executable, "-m", "bench.device_worker", "--rows", str(rows_path), "--deadline", str(deadline),
            "--cache", str(work / "jax_cache"), *argv]
-    start, status = time.monotonic(), None
-    with open(log, "w") as fh:
-        try:
-            status = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                    timeout=max(1.0, deadline - time.time())).returncode
-        except subprocess.TimeoutExpired:
-            status = "timeout"
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
-    if status != 0:
-        why = "stopped at the time budget" if status == "timeout" else f"exited with status {status}"
-        rows.append({"part": "task", "task_error": f"{why} after {time.monotonic() - start:.0f} s; log {log}"})
-    return rows
+    return run_for_rows(cmd, rows_path, log, deadline, env, failure={"part": "task"}, cwd=ROOT)
 
 
 def entry(rows: list[dict]) -> dict:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.projection import TABLE1_RUNS, table1_hours
+from bench.workers import run_for_rows
 from data_prep import cli
 
 BACKBONES = ("densenet121", "resnet50", "vgg16")
@@ -52,18 +52,7 @@ def run_task(task: dict, args, deadline: float, work: Path, extra: list[str]) ->
     env = dict(os.environ)
     if task["task"] == "input":
         env["CUDA_VISIBLE_DEVICES"] = ""  # the pipeline runs on the CPU; leave the GPUs alone
-    status, start = None, time.monotonic()
-    with open(log, "w") as fh:
-        try:
-            status = subprocess.run(argv, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                    timeout=max(1.0, deadline - time.time())).returncode
-        except subprocess.TimeoutExpired:
-            status = "timeout"
-    rows = [json.loads(line) for line in rows_path.read_text().splitlines()] if rows_path.exists() else []
-    if status != 0:
-        why = "stopped at the time budget" if status == "timeout" else f"exited with status {status}"
-        rows.append({**task, "task_error": f"{why} after {time.monotonic() - start:.0f} s; log {log}"})
-    return rows
+    return run_for_rows(argv, rows_path, log, deadline, env, failure=task)
 
 
 def best_mode(rows: list[dict], backbone: str) -> str | None:

@@ -171,7 +171,7 @@ def run_ablation(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     note = "SYNTHETIC set (phantom), not NIH images" if args.synthetic else "REAL ChestX-ray14"
     table = pd.DataFrame([ablation_row(loss, df, frames[BASELINE], args.n_resamples, args.bootstrap_seed)
                           for loss, df in frames.items()])
-    table.insert(2, "checkpoint", [checkpoint_of(args.runs_dir / f"{args.model}_{loss}") for loss in frames])
+    table.insert(2, "checkpoint", [checkpoint_of(run_dirs[loss]) for loss in frames])
     rows, matrices = relation_rows(frames, label_phi)
     relation_table = pd.DataFrame(rows)
     for df in (table, relation_table):
