@@ -105,7 +105,7 @@ demo-train: $(DEMO_SHARDS)/manifest.json  ## the four Table I runs at the demo p
 	for key in $(PAPER_KEYS); do $(PY) -m reproduce.train --data $(DEMO_SHARDS) --model $${key%_*} --loss $${key##*_} --preset demo --out $(DEMO_RUNS)/$$key || exit 1; done
 
 demo-evaluate: $(DEMO_SHARDS)/manifest.json  ## their test predictions (trains nothing)
-	for key in $(PAPER_KEYS); do $(PY) -m reproduce.evaluate --run $(DEMO_RUNS)/$$key --data $(DEMO_SHARDS) --split test || exit 1; done
+	$(PY) -m reproduce.evaluate --run $(foreach k,$(PAPER_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --split test
 
 demo: demo-shards demo-train demo-evaluate  ## the whole paper pipeline on the synthetic set (docs/demo.md)
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
@@ -162,14 +162,15 @@ smoke: smoke-shards  ## a 4-minute look: the smoke preset end to end on a tiny p
 
 # CPU rehearsal of `make paper`: the paper preset exactly (224², batch 32, Adam 1e-3, flip) for the four
 # Table I runs, evaluate and report, on a small phantom; only --weights none (offline), REHEARSE_EPOCHS and
-# REHEARSE_STEPS change. 13.5 min on 2 cores (docs/gpus.md#rehearse-on-a-cpu-first).
-REHEARSE_IMAGES ?= 360
+# REHEARSE_STEPS change: 2 epochs of 1 step each still cross an epoch boundary (checkpoints, backup,
+# validation twice). Times on 2 cores: docs/gpus.md#rehearse-on-a-cpu-first.
+REHEARSE_IMAGES ?= 240
 REHEARSE_PHANTOM ?= data/rehearsal_phantom
 REHEARSE_SHARDS ?= data/rehearsal_tfrecords
 REHEARSE_RUNS ?= results/rehearsal/runs
 REHEARSE_OUT ?= results/rehearsal
 REHEARSE_EPOCHS ?= 2
-REHEARSE_STEPS ?= 2
+REHEARSE_STEPS ?= 1
 .PHONY: rehearse-phantom rehearse-shards rehearse-runs rehearse rehearse-reference
 
 rehearse-phantom: labels

@@ -95,6 +95,7 @@ def compile_as_train(model, config, loss):
     model.compile(optimizer=optimizer(config.learning_rate), loss=loss, run_eagerly=config.run_eagerly,
                   jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile],
                   steps_per_execution=config.steps_per_execution)
+    model.optimizer.build(model.trainable_variables)  # as compile_for_training: one trace, not two
     return model
 
 

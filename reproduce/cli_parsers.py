@@ -35,7 +35,9 @@ def train_parser():
 
 def evaluate_parser():
     parser = cli.make_parser("reproduce.evaluate", _doc("evaluate"))
-    parser.add_argument("--run", required=True, help="run folder of reproduce.train")
+    parser.add_argument("--run", required=True, nargs="+", metavar="RUN",
+                        help="run folder(s) of reproduce.train; several are evaluated one after "
+                             "another in one process (one TensorFlow start-up)")
     parser.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build")
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="which split to predict (Table I: test)")

@@ -186,11 +186,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        out = evaluate_run(args.run, args.data, args.split, args.checkpoint, args.verify_shards)
-        summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
-        ci = summary["ci95"]["mean"]
-        print(f"{out}: {summary['n_images']} images, {args.split} mean AUC {_fmt(summary['mean_auc'])} "
-              f"(95% CI {_fmt(ci['ci_low'])}–{_fmt(ci['ci_high'])}, {summary['checkpoint']} checkpoint)")
+        for run in args.run:
+            out = evaluate_run(run, args.data, args.split, args.checkpoint, args.verify_shards)
+            summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
+            ci = summary["ci95"]["mean"]
+            print(f"{out}: {summary['n_images']} images, {args.split} mean AUC "
+                  f"{_fmt(summary['mean_auc'])} (95% CI {_fmt(ci['ci_low'])}–{_fmt(ci['ci_high'])}, "
+                  f"{summary['checkpoint']} checkpoint)")
+            keras.backend.clear_session()  # the next run's model starts from a clean graph
 
     return cli.run(body)
 

@@ -125,6 +125,10 @@ def compile_for_training(model, config: Config, loss) -> keras.Model:
     model.compile(optimizer=optimizer(config.learning_rate), loss=loss,
                   run_eagerly=config.run_eagerly, jit_compile=JIT[config.jit_compile],
                   steps_per_execution=config.steps_per_execution)
+    # Adam's slots made now, not inside the first train step: there, variable creation makes
+    # tf.function trace the whole step twice (DenseNet121 first epoch 35 s shorter on 2 cores;
+    # docs/testing.md). The same variables, the same values: the step's numbers do not change.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -102,8 +102,10 @@ def test_compile_is_the_one_reproduce_train_makes():
     from reproduce.train import compile_for_training
 
     class Recorder:
+        trainable_variables = []
+
         def compile(self, **kwargs):
-            self.kwargs = kwargs
+            self.kwargs, self.optimizer = kwargs, kwargs["optimizer"]
 
     for config in (paper(), smoke(), paper().override(optimizer="sgd", jit_compile="off", steps_per_execution=4)):
         ours, theirs = Recorder(), Recorder()
@@ -112,6 +114,7 @@ def test_compile_is_the_one_reproduce_train_makes():
         a, b = ours.kwargs.pop("optimizer"), theirs.kwargs.pop("optimizer")
         unnamed = [{k: v for k, v in o.get_config().items() if k != "name"} for o in (a, b)]  # adam, adam_1
         assert type(a) is type(b) and unnamed[0] == unnamed[1]
+        assert a.built and b.built  # the optimizer's slots exist before the first step, in both
         assert ours.kwargs == theirs.kwargs
 
 

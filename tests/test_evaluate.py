@@ -131,3 +131,21 @@ def test_cli_on_a_folder_without_a_run_is_one_line(tmp_path, shards_dir, capsys)
     rc = main(["--run", str(tmp_path), "--data", str(shards_dir)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and err[0].startswith("error: ") and "config.json" in err[0]
+
+
+def test_cli_evaluates_several_runs_in_one_process_each_as_alone(run_dir, shards_dir, tmp_path, capsys):
+    """`--run A B` (make demo-evaluate: one TensorFlow start-up for four runs) writes for each run
+    exactly what `--run A` alone writes; B holds other weights, so a mix-up would show."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(run_dir, a)
+    shutil.copytree(run_dir, b)
+    build_model(Config.load(b / "config.json")).save(b / "best.keras")  # fresh weights in B
+    assert main(["--run", str(a), "--data", str(shards_dir)]) == 0
+    alone = pd.read_csv(a / "predictions_test.csv")
+    (a / "predictions_test.csv").unlink()
+    assert main(["--run", str(a), str(b), "--data", str(shards_dir)]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if "mean AUC" in line]
+    assert len(printed) == 3 and str(b) in printed[-1]  # 1 line from the first call, 2 from this
+    pd.testing.assert_frame_equal(pd.read_csv(a / "predictions_test.csv"), alone)
+    theirs = pd.read_csv(b / "predictions_test.csv")
+    assert not np.allclose(theirs[SCORES].to_numpy(), alone[SCORES].to_numpy(), atol=1e-4)
