@@ -149,3 +149,11 @@ def test_cli_evaluates_several_runs_in_one_process_each_as_alone(run_dir, shards
     pd.testing.assert_frame_equal(pd.read_csv(a / "predictions_test.csv"), alone)
     theirs = pd.read_csv(b / "predictions_test.csv")
     assert not np.allclose(theirs[SCORES].to_numpy(), alone[SCORES].to_numpy(), atol=1e-4)
+    # One trace per new model is expected: TensorFlow's "triggered tf.function retracing" warning
+    # (it counts per Python function) is kept out of the output, and nothing else is.
+    import logging
+
+    [quiet] = [f for f in tf.get_logger().filters if type(f).__name__ == "_NewModelRetracing"]
+    record = lambda text: logging.LogRecord("tensorflow", logging.WARNING, "", 0, text, None, None)  # noqa: E731
+    assert not quiet.filter(record("5 out of the last 7 calls to <f> triggered tf.function retracing."))
+    assert quiet.filter(record("another warning"))
