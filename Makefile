@@ -105,7 +105,7 @@ demo-train: $(DEMO_SHARDS)/manifest.json  ## the four Table I runs at the demo p
 	for key in $(PAPER_KEYS); do $(PY) -m reproduce.train --data $(DEMO_SHARDS) --model $${key%_*} --loss $${key##*_} --preset demo --out $(DEMO_RUNS)/$$key || exit 1; done
 
 demo-evaluate: $(DEMO_SHARDS)/manifest.json  ## their test predictions (trains nothing)
-	$(PY) -m reproduce.evaluate --run $(foreach k,$(PAPER_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --split test
+	$(PY) -m reproduce.evaluate --runs $(foreach k,$(PAPER_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --split test
 
 demo: demo-shards demo-train demo-evaluate  ## the whole paper pipeline on the synthetic set (docs/demo.md)
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic

@@ -35,9 +35,11 @@ def train_parser():
 
 def evaluate_parser():
     parser = cli.make_parser("reproduce.evaluate", _doc("evaluate"))
-    parser.add_argument("--run", required=True, nargs="+", metavar="RUN",
-                        help="run folder(s) of reproduce.train; several are evaluated one after "
-                             "another in one process (one TensorFlow start-up)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="run folder of reproduce.train")
+    which.add_argument("--runs", nargs="+", metavar="RUN",
+                       help="several run folders, evaluated one after another in one process (one "
+                            "TensorFlow start-up; each writes what --run RUN alone writes)")
     parser.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build")
     parser.add_argument("--split", default="test", choices=SPLITS,
                         help="which split to predict (Table I: test)")

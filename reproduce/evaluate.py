@@ -196,9 +196,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        if len(args.run) > 1:
+        runs = args.runs or [args.run]
+        if len(runs) > 1:
             tf.get_logger().addFilter(_NewModelRetracing())
-        for run in args.run:
+        for run in runs:
             out = evaluate_run(run, args.data, args.split, args.checkpoint, args.verify_shards)
             summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
             ci = summary["ci95"]["mean"]

@@ -134,7 +134,7 @@ def test_cli_on_a_folder_without_a_run_is_one_line(tmp_path, shards_dir, capsys)
 
 
 def test_cli_evaluates_several_runs_in_one_process_each_as_alone(run_dir, shards_dir, tmp_path, capsys):
-    """`--run A B` (make demo-evaluate: one TensorFlow start-up for four runs) writes for each run
+    """`--runs A B` (make demo-evaluate: one TensorFlow start-up for four runs) writes for each run
     exactly what `--run A` alone writes; B holds other weights, so a mix-up would show."""
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(run_dir, a)
@@ -143,7 +143,7 @@ def test_cli_evaluates_several_runs_in_one_process_each_as_alone(run_dir, shards
     assert main(["--run", str(a), "--data", str(shards_dir)]) == 0
     alone = pd.read_csv(a / "predictions_test.csv")
     (a / "predictions_test.csv").unlink()
-    assert main(["--run", str(a), str(b), "--data", str(shards_dir)]) == 0
+    assert main(["--runs", str(a), str(b), "--data", str(shards_dir)]) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if "mean AUC" in line]
     assert len(printed) == 3 and str(b) in printed[-1]  # 1 line from the first call, 2 from this
     pd.testing.assert_frame_equal(pd.read_csv(a / "predictions_test.csv"), alone)
