@@ -188,6 +188,9 @@ class _NewModelRetracing(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
+NEW_MODEL_RETRACING = _NewModelRetracing()  # one instance: addFilter adds it at most once
+
+
 def _fmt(value) -> str:
     return "nan" if value is None else f"{value:.4f}"
 
@@ -198,7 +201,7 @@ def main(argv=None) -> int:
     def body():
         runs = args.runs or [args.run]
         if len(runs) > 1:
-            tf.get_logger().addFilter(_NewModelRetracing())
+            tf.get_logger().addFilter(NEW_MODEL_RETRACING)
         for run in runs:
             out = evaluate_run(run, args.data, args.split, args.checkpoint, args.verify_shards)
             summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
