@@ -11,7 +11,9 @@ gives that map before the ReLU (what reproduce.localize boxes, as Wang et al. no
 
 The block is found by name (`CAM_LAYERS`: verified against keras.applications in
 tests/test_gradcam.py), for any other backbone (tests' "tiny", a custom one) as the last layer
-with a 4-D output that is not a pooling layer. Written with keras.ops and a tf.GradientTape
+with a 4-D output that is not a pooling layer; where that block is 1×1 (inputs below 64² for
+DenseNet121, e.g. the demo's 48²), an earlier layer with at least 2×2 maps (`cam_layer`), whose
+map is Grad-CAM proper, no longer exactly the CAM. Written with keras.ops and a tf.GradientTape
 (TensorFlow backend, as the rest of the pipeline).
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ from reproduce import backend
 # block output, DenseNet121's final BatchNorm + ReLU (what global average pooling reads).
 CAM_LAYERS = {"vgg16": "block5_conv3", "resnet50": "conv5_block3_out", "densenet121": "relu"}
 BATCH = 32  # images per backward pass
+MIN_CELLS = 2  # our choice: the smallest map side that can point somewhere (cam_layer)
 _POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
             keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
 
@@ -48,12 +51,27 @@ def last_feature_layer(backbone: keras.Model):
     raise ValueError(f"backbone {backbone.name}: no convolutional (4-D) layer")
 
 
+def _cells(layer) -> int:
+    """The smaller side of a 4-D layer's maps (cells per row or column)."""
+    return min(layer.output.shape[1], layer.output.shape[2])
+
+
 def cam_layer(backbone: keras.Model):
     """The backbone's last convolutional block: `CAM_LAYERS[backbone.name]` by name, else (a
-    backbone of tests) `last_feature_layer`."""
-    if backbone.name in CAM_LAYERS:
-        return backbone.get_layer(CAM_LAYERS[backbone.name])
-    return last_feature_layer(backbone)
+    backbone of tests) `last_feature_layer`. If that block's maps are under MIN_CELLS cells a side
+    (small inputs: DenseNet121 below 64², ResNet50 below 48²), the last non-pooling 4-D layer
+    before it that has MIN_CELLS: a 1×1 map is one number per channel, so its upsampled heatmap is
+    flat and points nowhere (our choice; the paper's 224² always gives the named block, 7×7)."""
+    named = CAM_LAYERS.get(backbone.name)
+    block = backbone.get_layer(named) if named else last_feature_layer(backbone)
+    if _cells(block) >= MIN_CELLS:
+        return block
+    earlier = backbone.layers[:backbone.layers.index(block)]
+    for layer in reversed(earlier):
+        if (len(layer.output.shape) == 4 and not isinstance(layer, _POOLING)
+                and _cells(layer) >= MIN_CELLS):
+            return layer
+    return block
 
 
 class GradCAM:

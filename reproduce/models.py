@@ -160,6 +160,17 @@ def _make_backbone(config, input_shape) -> keras.Model:
     return backbone
 
 
+def set_batchnorm_momentum(backbone: keras.Model, momentum: float) -> None:
+    """Every BatchNormalization's momentum (saved with the layer's config). It changes only the
+    moving statistics, which inference uses: training steps normalise with the batch's own, so
+    the weights a run learns do not depend on it. Short runs from scratch need a short memory:
+    at 0.99, 144 steps leave 0.99^144 = 24 % of the initial (0, 1) in the moving statistics, and
+    DenseNet121's test mean AUC in the demo was 0.65 with them, 0.84 once re-estimated."""
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
+
+
 def synchronize_batchnorm(backbone: keras.Model) -> keras.Model:
     """The same backbone, weights included, with every BatchNormalization synchronized across
     replicas (Keras' `synchronized=True`: mean and variance of the global batch). The layers are
@@ -189,6 +200,7 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
     size = config.image_size
     input_shape = (size, size, 3)
     features = backbone(input_shape) if backbone is not None else _make_backbone(config, input_shape)
+    set_batchnorm_momentum(features, config.batchnorm_momentum)
     if replicas > 1 and config.sync_batchnorm:
         features = synchronize_batchnorm(features)
     inputs = keras.Input((size, size, 1), dtype="uint8", name="image")

@@ -12,10 +12,16 @@ def test_paper_preset_is_the_paper():
     assert (c.image_size, c.batch_size, c.learning_rate, c.epochs) == (224, 32, 1e-3, 50)
     assert c.optimizer == "adam" and c.horizontal_flip and c.weights == "imagenet"
     assert c.model == "densenet121" and c.steps_per_epoch is None
+    assert c.batchnorm_momentum == 0.99  # not stated: keras.applications' own, ImageNet statistics kept
     assert c == Config()  # the paper's values are the defaults, not a preset's overrides
 
 
 def test_demo_and_smoke_differ_only_where_documented():
+    # reproduce.config.demo's docstring and docs/paper_map.md give the reason of each
+    changed = {name for name, value in demo().to_dict().items() if paper().to_dict()[name] != value}
+    assert changed == {"weights", "image_size", "epochs", "learning_rate", "cache", "shuffle_buffer",
+                       "deterministic", "batchnorm_momentum"}
+    assert (demo().image_size, demo().epochs, demo().batchnorm_momentum) == (48, 6, 0.9)
     assert demo().weights == "none" and smoke().image_size == 32
     assert smoke().horizontal_flip and smoke().learning_rate == 1e-3 and demo().horizontal_flip
 

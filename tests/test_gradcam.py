@@ -7,7 +7,7 @@ import pytest
 
 from data_prep.schema import NUM_CLASSES
 from reproduce.config import smoke
-from reproduce.gradcam import CAM_LAYERS, GradCAM, backbone_of, last_feature_layer
+from reproduce.gradcam import CAM_LAYERS, GradCAM, backbone_of, cam_layer, last_feature_layer
 from reproduce.models import build_model
 
 SIZE = 32
@@ -22,11 +22,30 @@ def test_the_last_convolutional_block_of_each_backbone(family):
     # the names are keras.applications' own: the generic rule finds the same layers
     assert last_feature_layer(backbone).name == CAM_LAYERS[family]
     gradcam = GradCAM(model)
-    assert gradcam.layer_name == CAM_LAYERS[family]
+    # at 32² only VGG16's block (input/16) is 2×2; ResNet50's and DenseNet121's (input/32) are 1×1
+    if family == "vgg16":
+        assert gradcam.layer_name == CAM_LAYERS[family]
+    else:
+        layer = backbone.get_layer(gradcam.layer_name)
+        names = [one.name for one in backbone.layers]
+        assert names.index(layer.name) < names.index(CAM_LAYERS[family])
+        assert tuple(layer.output.shape[1:3]) == (2, 2)
     if family == "vgg16":  # its block is not the backbone's output: the gradient crosses a pool
         images = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 1), dtype=np.uint8)
         maps = gradcam(images, [0, 13])
         assert maps.shape == (2, SIZE, SIZE) and np.isfinite(maps).all() and (maps >= 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["resnet50", "densenet121"])
+def test_a_block_under_two_cells_a_side_gives_way_to_the_last_layer_that_has_two(family):
+    """48², the demo's input: ResNet50's block is 2×2 and kept; DenseNet121's is 1×1 (a flat
+    heatmap), so the transition convolution before its last pool (3×3) is used; at 64² both are
+    the named blocks."""
+    for size, expected in [(48, {"resnet50": CAM_LAYERS["resnet50"], "densenet121": "pool4_conv"}),
+                           (64, CAM_LAYERS)]:
+        backbone = backbone_of(build_model(smoke().override(model=family, image_size=size)))
+        assert cam_layer(backbone).name == expected[family], size
 
 
 def _hand_built(weight: float) -> keras.Model:

@@ -12,6 +12,7 @@ from data_prep.phantom import choose, make
 from data_prep.phantom.choose import choose_patients
 from data_prep.schema import CLASSES
 from data_prep.split import OFFICIAL_VAL_FRACTION, cut_patients, official_split, patient_split
+from reproduce.config import demo
 
 
 def _digest(folder):
@@ -88,21 +89,24 @@ def test_strength_zero_draws_no_finding():
 
 
 @pytest.mark.parametrize("name", CLASSES)
-def test_each_finding_visible_at_64px_inside_its_box(name):
-    """Default strength: the signature changes the 64² (INTER_AREA) image, mostly inside its box."""
+def test_each_finding_visible_at_the_demo_size_inside_its_box(name):
+    """Default strength: the signature changes the image at the demo preset's size (INTER_AREA, as
+    data_prep.build then training's resize give it), mostly inside its box."""
+    size = demo().image_size
+    cell = phantom.SIZE / size  # image pixels per demo pixel
     labels = np.array([c == name for c in CLASSES], int)
     diffs = []
     for k in range(3):
         idx = f"0000000{k}_000.png"
         with_, boxes = phantom.render(idx, labels, seed=0)
         without, _ = phantom.render(idx, np.zeros(14, int), seed=0)
-        small = [cv2.resize(i, (64, 64), interpolation=cv2.INTER_AREA).astype(float) for i in (with_, without)]
+        small = [cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA).astype(float) for i in (with_, without)]
         d = np.abs(small[0] - small[1])
         (_, x, y, w, h), = boxes
-        inside = d[int(y) // 16:int(np.ceil((y + h) / 16)), int(x) // 16:int(np.ceil((x + w) / 16))]
+        inside = d[int(y // cell):int(np.ceil((y + h) / cell)), int(x // cell):int(np.ceil((x + w) / cell))]
         assert inside.sum() >= 0.8 * d.sum()
         diffs.append(d.max())
-    assert min(diffs) >= 8  # gray levels at 64²
+    assert min(diffs) >= 8  # gray levels at the demo size
 
 
 def test_cli_rebuild_is_byte_identical(tmp_path, sample_labels, phantom_dir, capsys):

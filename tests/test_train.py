@@ -305,23 +305,24 @@ def test_tensorflow_error_during_fit_is_one_line(shards_dir, tmp_path, capsys, m
 
 
 @pytest.fixture(scope="module")
-def shards_64(tmp_path_factory, phantom_dir):
-    """The test phantom stored at 64², the demo preset's image size (no resize when training)."""
+def demo_shards(tmp_path_factory, phantom_dir):
+    """The test phantom stored at the demo preset's image size (no resize when training)."""
     from data_prep.build import build_dataset
+    from reproduce.config import demo
 
-    out = tmp_path_factory.mktemp("shards_64")
-    build_dataset(phantom_dir, out, split="paper", size=64, workers=1, seed=0)
+    out = tmp_path_factory.mktemp("demo_shards")
+    build_dataset(phantom_dir, out, split="paper", size=demo().image_size, workers=1, seed=0)
     return out
 
 
 @pytest.mark.slow
-def test_demo_preset_densenet121_repeats_itself_bit_for_bit(shards_64, tmp_path):
+def test_demo_preset_densenet121_repeats_itself_bit_for_bit(demo_shards, tmp_path):
     """The demo preset in graph mode, two runs side by side: the same loss and the same weights.
     With op determinism alone this failed on a 2-core AMD EPYC with AVX-512 (six demo steps of
     DenseNet121 gave epoch losses 19.2659 and 19.2707); one inter-op thread
     (distribute._one_op_at_a_time) fixed it. Six steps: three steps of DenseNet121 at 64² did not
     show it there; six did, on every pair of runs tried (four)."""
-    common = ["--data", str(shards_64), "--model", "densenet121", "--loss", "wce", "--preset", "demo",
+    common = ["--data", str(demo_shards), "--model", "densenet121", "--loss", "wce", "--preset", "demo",
               "--epochs", "1", "--steps-per-epoch", "6"]
     procs = [_run_cli([*common, "--out", str(tmp_path / name)], stdout=subprocess.DEVNULL,
                       stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
