@@ -56,7 +56,7 @@ DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;
 
 .PHONY: help setup test test-slow labels smoke smoke-shards phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
-        bench-train bench-gpu bench-device bench-backends clean-demo localize predict demo-reference
+        bench-train bench-gpu bench-device bench-backends bench-times clean-demo localize predict demo-reference
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~2.7 GB; a few minutes, once)"
@@ -214,6 +214,10 @@ bench: bench-data bench-train  ## both, then the generated tables in docs/
 
 bench-backends: $(DEMO_SHARDS)/manifest.json  ## DenseNet121 demo run under TensorFlow and under JAX: same test AUC?
 	$(PY) -m bench.backends --data $(DEMO_SHARDS)
+
+# Times the README quotes: make demo, make rehearse and make test here, line by line (make clean-demo first).
+bench-times: setup  ## time make demo, rehearse and test on this CPU → results/bench/times_<cpu>.json
+	$(PY) -m bench.make_times demo rehearse test
 
 # On a GPU machine: the gpu extra (tensorflow[and-cuda]) first if TensorFlow sees no GPU; <= 8 min.
 # The TensorFlow-free GPU benchmark on Keras' JAX backend (bench/README.md: the device command).

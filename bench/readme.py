@@ -1,6 +1,6 @@
 """The docs' benchmark numbers, generated from results/bench/*.json (never typed by hand).
 
-    python -m bench.readme            # rewrite the generated sections of docs/benchmarks.md, docs/gpus.md
+    python -m bench.readme            # rewrite the generated sections of README.md and docs/
     python -m bench.readme --check    # exit 1 if a file differs from what the JSON files give
 
 Each section sits between `<!-- generated: NAME ... -->` and `<!-- end: NAME -->` in the file that
@@ -12,6 +12,10 @@ result is followed by `python -m bench.readme`.
   gpu-flags     docs/gpus.md: what each flag costs or saves, CPU and GPU numbers
   gpu-jax       docs/gpus.md: the device benchmark without TensorFlow (bench/device.py, Keras on
                 JAX), one table per gpu_<device>_jax.json
+  backends      docs/gpus.md: one demo run under Keras' TensorFlow and JAX backends (backends.json)
+  times         README.md: `make demo`, `make rehearse`, `make test` per kind of CPU (times_*.json,
+                bench/make_times.py)
+  demo-profile  docs/demo.md: `make demo` step by step per kind of CPU (the same files)
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from bench.backends import backends_section
 from bench.device_report import gpu_jax
+from bench.make_times import demo_profile, times_section
 from data_prep import cli
 from data_prep.provenance import portable_path
 
@@ -31,7 +36,8 @@ NOT_RUN = "GPU: measured by `make bench-gpu`, not yet run"
 
 def load(results: Path) -> dict:
     """{"data_prep": dict | None, "train": dict | None, "gpu": [dict, …] (bench/gpu.py, one per device,
-    by name), "gpu_jax": [dict, …] (bench/device.py's gpu_<device>_jax.json)}; dry runs left out."""
+    by name), "gpu_jax": [dict, …] (bench/device.py's gpu_<device>_jax.json), "backends": dict | None,
+    "times": [dict, …] (bench/make_times.py, one per kind of CPU)}; dry runs left out."""
     def read(name):
         path = results / name
         return json.loads(path.read_text()) if path.is_file() else None
@@ -41,7 +47,8 @@ def load(results: Path) -> dict:
 
     return {"data_prep": read("data_prep.json"), "train": read("train.json"), "backends": read("backends.json"),
             "gpu": measured(p for p in results.glob("gpu_*.json") if not p.name.endswith("_jax.json")),
-            "gpu_jax": measured(results.glob("gpu_*_jax.json"))}
+            "gpu_jax": measured(results.glob("gpu_*_jax.json")),
+            "times": [json.loads(p.read_text()) for p in sorted(results.glob("times_*.json"))]}
 
 
 def _x(value: float, digits: int = 2) -> str:
@@ -216,10 +223,11 @@ def gpu_flags(r: dict) -> str:
 
 
 SECTIONS = {"bench-table": bench_table, "gpu-flags": gpu_flags, "gpu-jax": gpu_jax,
-            "backends": backends_section}
+            "backends": backends_section, "times": times_section, "demo-profile": demo_profile}
 # The file that holds each section, relative to the project (the default of --file).
 FILES = {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md"),
-         "gpu-jax": Path("docs/gpus.md"), "backends": Path("docs/gpus.md")}
+         "gpu-jax": Path("docs/gpus.md"), "backends": Path("docs/gpus.md"), "times": Path("README.md"),
+         "demo-profile": Path("docs/demo.md")}
 
 
 def begin_marker(name: str) -> str:

@@ -205,7 +205,8 @@ def test_gpu_worker_goes_on_after_a_failing_mode(shards_dir, tmp_path, monkeypat
 def test_readme_benchmark_sections_are_what_the_results_give():
     """Each generated section sits in the file bench.readme.FILES names, and is what the JSON give."""
     assert readme.FILES == {"bench-table": Path("docs/benchmarks.md"), "gpu-flags": Path("docs/gpus.md"),
-                            "gpu-jax": Path("docs/gpus.md"), "backends": Path("docs/gpus.md")}
+                            "gpu-jax": Path("docs/gpus.md"), "backends": Path("docs/gpus.md"),
+                            "times": Path("README.md"), "demo-profile": Path("docs/demo.md")}
     results = readme.load(ROOT / "results" / "bench")
     for name, render in readme.SECTIONS.items():
         text = (ROOT / readme.FILES[name]).read_text()
@@ -213,7 +214,8 @@ def test_readme_benchmark_sections_are_what_the_results_give():
             f"{readme.FILES[name]} section {name!r} is stale: run python -m bench.readme"
         others = [n for n in readme.SECTIONS if n != name]
         assert not any(readme.begin_marker(n) in text for n in others if readme.FILES[n] != readme.FILES[name])
-    assert "<!-- generated:" not in (ROOT / "README.md").read_text()  # the front page holds none
+    # the front page holds one generated section: the times of its commands (bench.make_times)
+    assert (ROOT / "README.md").read_text().count("<!-- generated:") == 1
     raw = json.loads((ROOT / "results" / "bench" / "data_prep.json").read_text())["read"]["raw_over_png"]
     text = (ROOT / "docs" / "benchmarks.md").read_text()
     assert f"| {raw:.2f}× | raw is the default" in text  # the number docs/paper_map.md used to misquote
@@ -231,7 +233,8 @@ def test_readme_check_fails_on_a_stale_copy_and_regenerating_fixes_it(tmp_path, 
     assert stale != text
     bench_md.write_text(stale)
     args = [f"--file=bench-table={bench_md}", "--file", f"gpu-flags={gpus_md}", f"gpu-jax={gpus_md}",
-            f"backends={gpus_md}", "--results", str(ROOT / "results" / "bench")]
+            f"backends={gpus_md}", f"times={copies['times']}", f"demo-profile={copies['demo-profile']}",
+            "--results", str(ROOT / "results" / "bench")]
     assert readme.main([*args, "--check"]) == 1
     assert capsys.readouterr().err == (f"error: {bench_md}: benchmark sections are stale; "
                                        "run python -m bench.readme\n")
@@ -246,9 +249,8 @@ def test_readme_check_fails_on_a_stale_copy_and_regenerating_fixes_it(tmp_path, 
     # one file may hold both sections; an unknown section name is a usage error
     both = tmp_path / "both.md"
     both.write_text("".join(f"{readme.begin_marker(n)}\n{readme.end_marker(n)}\n"
-                            for n in ("gpu-flags", "bench-table", "gpu-jax", "backends")))
-    assert readme.main(["--file", f"bench-table={both}", f"gpu-flags={both}", f"gpu-jax={both}",
-                        f"backends={both}",
+                            for n in ("gpu-flags", "bench-table", "gpu-jax", "backends", "times", "demo-profile")))
+    assert readme.main(["--file", *(f"{n}={both}" for n in readme.FILES),
                         "--results", str(ROOT / "results" / "bench")]) == 0
     assert readme.section(both.read_text(), "bench-table") == readme.section(bench_md.read_text(), "bench-table")
     with pytest.raises(SystemExit) as usage:
@@ -260,7 +262,8 @@ def test_readme_help_shows_the_relative_default_files():
     parser = readme.build_parser()
     [option] = [a for a in parser._actions if "--file" in a.option_strings]
     assert option.help.endswith("(default: bench-table=docs/benchmarks.md, gpu-flags=docs/gpus.md, "
-                                "gpu-jax=docs/gpus.md, backends=docs/gpus.md)")
+                                "gpu-jax=docs/gpus.md, backends=docs/gpus.md, times=README.md, "
+                                "demo-profile=docs/demo.md)")
     assert str(ROOT) not in parser.format_help()
 
 
