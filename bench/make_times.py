@@ -169,8 +169,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or None
         facts = cpu_facts()
+        cap = facts.get("onednn_max_cpu_isa")
         out = args.out or ROOT / "results" / "bench" / f"times_{machine_kind(facts, cap)}.json"
         for target in args.targets:
             folder = RUN_FOLDERS.get(target)

@@ -64,7 +64,8 @@ def library_versions(names=LIBRARIES) -> dict:
 
 def cpu_facts() -> dict:
     """The CPU's model, the vector instruction sets that change oneDNN's round-off (AVX2, AVX-512,
-    AMX) and the core count: what decides whether two CPU runs can agree bit for bit."""
+    AMX), the core count, and ONEDNN_MAX_CPU_ISA when it caps oneDNN's kernels: what decides
+    whether two CPU runs can agree bit for bit."""
     model, flags = "unknown", set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -75,7 +76,18 @@ def cpu_facts() -> dict:
             elif key.strip() == "flags" and not flags:
                 flags = set(value.split())
     isa = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f in flags]
-    return {"cpu": model, "instruction_sets": isa, "cpu_count": os.cpu_count()}
+    facts = {"cpu": model, "instruction_sets": isa, "cpu_count": os.cpu_count()}
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if cap:  # oneDNN's kernels, and so their round-off, stop at this instruction set (e.g. AVX2)
+        facts["onednn_max_cpu_isa"] = cap
+    return facts
+
+
+def describe_cpu(facts: dict) -> str:
+    """`AMD EPYC (avx2/fma/avx512f, 2 cores)`, `…, oneDNN capped at AVX2, …` (cpu_facts' dict)."""
+    isa = "/".join(facts.get("instruction_sets", [])) or "unknown instruction sets"
+    cap = f", oneDNN capped at {facts['onednn_max_cpu_isa']}" if facts.get("onednn_max_cpu_isa") else ""
+    return f"{facts.get('cpu', 'an unknown CPU')} ({isa}{cap}, {facts.get('cpu_count', '?')} cores)"
 
 
 def provenance() -> dict:

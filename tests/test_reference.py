@@ -72,6 +72,20 @@ def test_different_table1_gives_the_largest_auc_change_and_each_mean(tmp_path, c
     assert reference.main([*argv, "--strict"]) == 1
 
 
+def test_a_onednn_cap_is_part_of_the_machine_and_of_the_lines(tmp_path, monkeypatch):
+    """ONEDNN_MAX_CPU_ISA changes oneDNN's kernels, so their round-off: the reference records it,
+    and the compare names it for both machines; without it the record has no such key."""
+    reference.save(_results(tmp_path / "plain_src"), tmp_path / "plain")
+    assert "onednn_max_cpu_isa" not in json.loads((tmp_path / "plain" / "reference.json").read_text())["machine"]
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    reference.save(_results(tmp_path / "ref_src"), tmp_path / "ref")
+    assert json.loads((tmp_path / "ref" / "reference.json").read_text())["machine"]["onednn_max_cpu_isa"] == "AVX2"
+    ours = _results(tmp_path / "ours", table=TABLE.replace("0.7000,0.5000", "0.6500,0.5200"))
+    lines = reference.summary_lines(reference.compare(ours, tmp_path / "ref"), ours, tmp_path / "ref")
+    assert ", oneDNN capped at AVX2, " in lines[0] and lines[-1].startswith("this machine: ")
+    assert ", oneDNN capped at AVX2, " in lines[-1]
+
+
 def test_missing_table1_is_one_error_line(tmp_path, capsys):
     ours = _results(tmp_path / "ours")
     shutil.copytree(ours, tmp_path / "ref")

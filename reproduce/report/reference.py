@@ -26,7 +26,7 @@ import pandas as pd
 
 from data_prep import cli
 from data_prep.checksums import sha256_file
-from data_prep.provenance import cpu_facts, portable_path, provenance
+from data_prep.provenance import cpu_facts, describe_cpu, portable_path, provenance
 
 META = "reference.json"
 SKIP = ("runs",)  # checkpoints and predictions: big, and remade by make demo
@@ -86,10 +86,8 @@ def compare(ours: Path, reference: Path) -> dict:
 
 
 def _made_on(meta: dict) -> str:
-    machine = meta.get("machine", {})
     code = meta.get("provenance", {}).get("code", {}).get("git_commit", "unknown")[:7]
-    isa = "/".join(machine.get("instruction_sets", [])) or "unknown instruction sets"
-    return f"{machine.get('cpu', 'an unknown CPU')} ({isa}, {machine.get('cpu_count', '?')} cores), code {code}"
+    return f"{describe_cpu(meta.get('machine', {}))}, code {code}"
 
 
 def summary_lines(result: dict, ours: Path, reference: Path) -> list[str]:
@@ -108,10 +106,9 @@ def summary_lines(result: dict, ours: Path, reference: Path) -> list[str]:
                      "demo-seeds write those")
     if same == n:
         return lines
-    mine = cpu_facts()
-    lines.append(f"this machine: {mine['cpu']} ({'/'.join(mine['instruction_sets'])}, {mine['cpu_count']} "
-                 "cores). Training is bit-exact on one kind of CPU only; another one rounds "
-                 "differently and the runs drift apart (docs/demo.md, 'Same machine, same bytes').")
+    lines.append(f"this machine: {describe_cpu(cpu_facts())}. Training is bit-exact on one kind of CPU "
+                 "only; another one rounds differently and the runs drift apart (docs/demo.md, "
+                 "'Same machine, same bytes').")
     return lines
 
 
