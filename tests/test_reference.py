@@ -40,6 +40,20 @@ def test_save_copies_results_not_runs_and_records_the_machine(tmp_path):
     assert "0.9100" in (tmp_path / "ref" / "table1.csv").read_text()
     assert meta["kept_from_before"] == ["figure1.png"] and meta["sha256"]["figure1.png"] == digest
     assert reference.compare(ours, tmp_path / "ref")["missing"] == ["figure1.png"]
+    # A folder ours writes is replaced whole (predict/cam/ holds each image's top classes: an old
+    # model's overlays must not outlive it); a folder ours does not write (seeds/) stays.
+    for name in ("predict/cam/a_Emphysema.png", "seeds/table1.csv"):
+        (ours / name).parent.mkdir(parents=True, exist_ok=True)
+        (ours / name).write_text("old model")
+    reference.save(ours, tmp_path / "ref")
+    (ours / "predict" / "cam" / "a_Emphysema.png").unlink()
+    shutil.rmtree(ours / "seeds")
+    (ours / "predict" / "cam" / "a_Cardiomegaly.png").write_text("new model")
+    meta = reference.save(ours, tmp_path / "ref")
+    assert meta["kept_from_before"] == ["figure1.png", "seeds/table1.csv"]
+    assert not (tmp_path / "ref" / "predict" / "cam" / "a_Emphysema.png").exists()
+    assert "predict/cam/a_Emphysema.png" not in meta["sha256"] and "predict/cam/a_Cardiomegaly.png" in meta["sha256"]
+    assert (tmp_path / "ref" / "seeds" / "table1.csv").read_text() == "old model"
 
 
 def test_identical_results_say_so_and_json_records_do_not_count(tmp_path):

@@ -112,18 +112,30 @@ def summary_lines(result: dict, ours: Path, reference: Path) -> list[str]:
     return lines
 
 
+def _folder(name: str) -> str | None:
+    """The top-level folder of a result file (`predict`, `seeds`, `configs`), None at the top."""
+    parts = Path(name).parts
+    return parts[0] if len(parts) > 1 else None
+
+
 def save(ours: Path, reference: Path) -> dict:
-    """Copy the result files of `ours` into `reference` and write reference.json. Files the
-    reference holds and `ours` does not (make ablation's, make demo-seeds' when only make demo
-    ran) stay, with their recorded hashes: a save never deletes a result it did not regenerate."""
+    """Copy the result files of `ours` into `reference` and write reference.json. Top-level files
+    the reference holds and `ours` does not (make ablation's when only make demo ran) stay, with
+    their recorded hashes, and so does a folder `ours` does not write (make demo-seeds' seeds/): a
+    save never deletes a result it did not regenerate. A folder `ours` writes is replaced whole:
+    `predict/cam/` holds each image's top classes, so an old model's overlays would outlive it."""
     files = result_files(ours)
     if "table1.csv" not in files:
         raise ReferenceError(f"{ours / 'table1.csv'}: no Table I to save (run make demo first)")
     kept = {}
     if (reference / META).is_file():
         recorded = json.loads((reference / META).read_text()).get("sha256", {})
+        written = {_folder(name) for name in files} - {None}
+        for name in recorded:
+            if name not in files and _folder(name) in written:
+                (reference / name).unlink(missing_ok=True)
         kept = {name: digest for name, digest in recorded.items()
-                if name not in files and (reference / name).is_file()}
+                if name not in files and _folder(name) not in written and (reference / name).is_file()}
     for name in files:
         (reference / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ours / name, reference / name)
