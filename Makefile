@@ -189,7 +189,7 @@ rehearse: rehearse-runs  ## CPU rehearsal of make paper on a small phantom (docs
 rehearse-reference: setup
 	$(PY) -m reproduce.report.reference save --ours $(REHEARSE_OUT) --reference $(REHEARSE_REFERENCE)
 
-# Seed noise: DenseNet121 wce and ewl at the demo preset for seeds 0 1 2 (~25 min on 2 cores; not part of make demo).
+# Seed noise: DenseNet121 wce and ewl at the demo preset for seeds 0 1 2 (six runs, 7 min on a 2-core AMD EPYC; not part of make demo).
 demo-seeds-runs: $(DEMO_SHARDS)/manifest.json
 	$(PY) -m reproduce.runs --data $(DEMO_SHARDS) --preset demo --runs-dir $(DEMO_RUNS) --keys $(DEMO_SEED_KEYS) --seeds $(DEMO_SEEDS) $(if $(GPUS),--gpus $(GPUS))
 

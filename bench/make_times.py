@@ -143,7 +143,7 @@ def demo_profile(results: dict) -> str:
     demos = [_target(r, "demo") for r in records]
     labels = list(dict.fromkeys(step["step"] for demo in demos for step in demo["steps"]))
     rows = ["| step | " + " | ".join(_cpu_label(r) for r in records) + " |",
-            "| --- | " + "---: | " * len(records)]
+            "| --- |" + " ---: |" * len(records)]
     for label in labels:
         cells = []
         for demo in demos:
