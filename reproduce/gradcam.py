@@ -59,7 +59,7 @@ def _cells(layer) -> int:
 def cam_layer(backbone: keras.Model):
     """The backbone's last convolutional block: `CAM_LAYERS[backbone.name]` by name, else (a
     backbone of tests) `last_feature_layer`. If that block's maps are under MIN_CELLS cells a side
-    (small inputs: DenseNet121 below 64², ResNet50 below 48²), the last non-pooling 4-D layer
+    (small inputs: DenseNet121 below 64², ResNet50 at 32²), the last non-pooling 4-D layer
     before it that has MIN_CELLS: a 1×1 map is one number per channel, so its upsampled heatmap is
     flat and points nowhere (our choice; the paper's 224² always gives the named block, 7×7)."""
     named = CAM_LAYERS.get(backbone.name)
