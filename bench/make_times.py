@@ -40,8 +40,10 @@ PLAN = re.compile(r"^plan: (\S+ \+ \S+),")
 EPOCH = re.compile(r"^epoch \d+/\d+: .*\((\d+(?:\.\d+)?) s\)$")
 
 
-def machine_kind(facts: dict, onednn_cap: str | None) -> str:
-    """`amd-epyc-avx512`, `intel-xeon-avx2`, …; `-capped-avx2` when ONEDNN_MAX_CPU_ISA caps it."""
+def machine_kind(facts: dict) -> str:
+    """`amd-epyc-avx512`, `intel-xeon-avx2`, …; `-capped-avx2` when ONEDNN_MAX_CPU_ISA caps it
+    (cpu_facts' dict)."""
+    onednn_cap = facts.get("onednn_max_cpu_isa")
     words = re.findall(r"[a-z0-9]+", facts["cpu"].lower())
     name = "-".join(w for w in words if w not in {"r", "tm", "cpu", "processor"})[:40] or "cpu"
     isa = "avx512" if "avx512f" in facts["instruction_sets"] else (
@@ -62,7 +64,7 @@ def steps_of(lines) -> list[dict]:
     """[{"step": "reproduce.train vgg16 + wce", "start_s", "seconds", "epoch_s", …}, …] from
     (seconds since start, line) pairs; a last pair (end time, None) closes the last step."""
     steps: list[dict] = []
-    current = None
+    current, now = None, 0.0
     for now, line in lines:
         if line is None:
             break
@@ -170,8 +172,7 @@ def main(argv=None) -> int:
 
     def body():
         facts = cpu_facts()
-        cap = facts.get("onednn_max_cpu_isa")
-        out = args.out or ROOT / "results" / "bench" / f"times_{machine_kind(facts, cap)}.json"
+        out = args.out or ROOT / "results" / "bench" / f"times_{machine_kind(facts)}.json"
         for target in args.targets:
             folder = RUN_FOLDERS.get(target)
             if folder is not None and (ROOT / folder).exists():
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
                                  "again, so its time is not a new user's; move it away first")
         subprocess.run(["make", "--no-print-directory", "setup"], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL)
-        record = {"what": "bench.make_times", "machine": {**facts, "onednn_max_cpu_isa": cap},
+        record = {"what": "bench.make_times", "machine": facts,
                   "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1 (Makefile)"),
                   "date": time.strftime("%Y-%m-%d"), "provenance": provenance(), "targets": []}
         for target in args.targets:

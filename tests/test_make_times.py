@@ -29,6 +29,7 @@ def test_steps_from_echoed_commands_plan_and_epoch_lines():
                                           "reproduce.train densenet121 + ewl", "reproduce.report all"]
     assert [s["seconds"] for s in steps] == [20.0, 58.0, 13.0, 5.5]
     assert [s["start_s"] for s in steps] == [0.0, 20.0, 78.0, 91.0]
+    assert make_times.steps_of([]) == []
     assert steps[1]["epoch_s"] == [30.0, 10.0, 12.0]
     assert steps[1]["first_epoch_extra_s"] == 19.0  # 30 − median(10, 12)
     assert steps[2]["epoch_s"] == [12.0] and "first_epoch_extra_s" not in steps[2]
@@ -41,7 +42,8 @@ def test_steps_from_echoed_commands_plan_and_epoch_lines():
     ("Intel(R) Xeon(R) CPU @ 2.20GHz", ["avx2", "fma"], None, "intel-xeon-2-20ghz-avx2"),
 ])
 def test_machine_kind_names_the_cpu_its_vector_width_and_a_cap(cpu, isa, cap, kind):
-    assert make_times.machine_kind({"cpu": cpu, "instruction_sets": isa}, cap) == kind
+    facts = {"cpu": cpu, "instruction_sets": isa, **({"onednn_max_cpu_isa": cap} if cap else {})}
+    assert make_times.machine_kind(facts) == kind
 
 
 @pytest.fixture()
