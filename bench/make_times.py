@@ -40,16 +40,20 @@ PLAN = re.compile(r"^plan: (\S+ \+ \S+),")
 EPOCH = re.compile(r"^epoch \d+/\d+: .*\((\d+(?:\.\d+)?) s\)$")
 
 
+def _vector_width(facts: dict) -> str:
+    """The widest vector instruction set of cpu_facts' list: avx512, avx2 or sse."""
+    isa = facts["instruction_sets"]
+    return "avx512" if "avx512f" in isa else ("avx2" if "avx2" in isa else "sse")
+
+
 def machine_kind(facts: dict) -> str:
     """`amd-epyc-avx512`, `intel-xeon-avx2`, …; `-capped-avx2` when ONEDNN_MAX_CPU_ISA caps it
     (cpu_facts' dict)."""
     onednn_cap = facts.get("onednn_max_cpu_isa")
     words = re.findall(r"[a-z0-9]+", facts["cpu"].lower())
     name = "-".join(w for w in words if w not in {"r", "tm", "cpu", "processor"})[:40] or "cpu"
-    isa = "avx512" if "avx512f" in facts["instruction_sets"] else (
-        "avx2" if "avx2" in facts["instruction_sets"] else "sse")
     cap = f"-capped-{re.sub(r'[^a-z0-9]+', '', onednn_cap.lower())}" if onednn_cap else ""
-    return f"{name}-{isa}{cap}"
+    return f"{name}-{_vector_width(facts)}{cap}"
 
 
 def _close(step: dict | None, now: float) -> None:
@@ -108,7 +112,7 @@ def time_target(target: str, cwd: Path, out=None) -> dict:
 
 def _cpu_label(record: dict) -> str:
     machine = record["machine"]
-    isa = "AVX-512" if "avx512f" in machine["instruction_sets"] else "AVX2"
+    isa = {"avx512": "AVX-512", "avx2": "AVX2", "sse": "SSE"}[_vector_width(machine)]
     cap = f", oneDNN capped at {machine['onednn_max_cpu_isa']}" if machine.get("onednn_max_cpu_isa") else ""
     return f"{machine['cpu']}, {isa}{cap}, {machine['cpu_count']} cores"
 
