@@ -29,6 +29,7 @@ RUNS ?= runs
 RESULTS ?= results
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 SEED ?= 0
+SPLIT_METHOD ?= paper
 PAPER_KEYS := vgg16_wce resnet50_wce densenet121_wce densenet121_ewl
 # make paper SEEDS="0 1 2" GPUS=0,1,2,3: one run per key and seed (RUNS/<key>_s<seed>), one run per
 # GPU at a time (python -m reproduce.runs); unset: one run per key (RUNS/<key>), one after another.
@@ -56,10 +57,11 @@ DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;
 
 .PHONY: help setup test test-slow labels smoke smoke-shards phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
-        bench-train bench-gpu bench-device bench-backends bench-times clean-demo localize predict demo-reference
+        bench-train bench-gpu bench-device bench-backends bench-times clean-demo clean-smoke clean-rehearsal \
+        localize predict demo-reference smoke-shards demo-seeds-runs
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
-	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~2.7 GB; a few minutes, once)"
+	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~3.1 GB; a few minutes, once)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip && $(PY) -m pip install --progress-bar on -e '.[test]'
 	touch $@
@@ -71,12 +73,22 @@ help:  ## this list
 #:   PYTHON=python3.11      the interpreter that makes .venv
 #:   DATA_DIR=data/nih      your NIH ChestX-ray14 download (docs/real-data.md)
 #:   SHARDS=data/nih_tfrecords  its TFRecords (make paper-shards)
+#:   SPLIT_METHOD=paper     paper (7:1:2 by patient, §IV.A) or official (NIH's lists in DATA_DIR)
+#:   SEED=0                 the seed of the data targets: phantom, patient split, record order
 #:   RUNS=runs              the run folders of make paper
 #:   RESULTS=results        Table I, Figure 1, expert and localization outputs
 #:   WORKERS=<cores>        data-prep processes (default: this machine's core count)
 #:   SEEDS="0 1 2"          several training seeds per run (RUNS/<key>_s<seed>)
 #:   GPUS=0,1,2,3           one run per GPU at a time (docs/gpus.md)
 #:   TRAIN_OPTS="..."       extra reproduce.train options for every paper run
+#:   RUN=runs/densenet121_ewl  IMAGES="files or folders"  PREDICT_OUT=predictions   make predict's
+#:   LABELS=data/labels/Data_Entry_2017_v2020.csv.gz  EXPERT_LABELS=…  BBOX=…  the label files
+#:   PHANTOM_DIR=data/phantom PHANTOM_IMAGES=1200 DEMO_SHARDS=data/phantom_tfrecords
+#:     DEMO_RUNS=results/demo/runs DEMO_OUT=results/demo DEMO_SEEDS="0 1 2"   make demo's
+#:   SMOKE_PHANTOM=data/smoke_phantom SMOKE_SHARDS=data/smoke_tfrecords SMOKE_OUT=results/smoke
+#:   REHEARSE_IMAGES=240 REHEARSE_EPOCHS=2 REHEARSE_STEPS=1 REHEARSE_PHANTOM=data/rehearsal_phantom
+#:     REHEARSE_SHARDS=data/rehearsal_tfrecords REHEARSE_RUNS=… REHEARSE_OUT=results/rehearsal
+#:   DEMO_REFERENCE=results/reference/demo REHEARSE_REFERENCE=…   the committed references
 
 setup: $(VENV)/.setup-stamp  ## make .venv: the package and its dependencies (network, once)
 
@@ -119,7 +131,7 @@ demo-reference: setup  ## maintainers: make results/demo the committed reference
 	$(PY) -m reproduce.report.reference save --ours $(DEMO_OUT) --reference $(DEMO_REFERENCE)
 
 paper-shards: setup  ## your NIH images -> TFRecords at 224² (docs/real-data.md)
-	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split-method paper --size 224 --workers $(WORKERS) --seed $(SEED)
+	$(PY) -m data_prep.build --data-dir $(DATA_DIR) --out $(SHARDS) --split-method $(SPLIT_METHOD) --size 224 --workers $(WORKERS) --seed $(SEED)
 
 # Targets that read the paper's shards build them only when missing: the raw images may be gone.
 $(SHARDS)/manifest.json:
@@ -152,7 +164,7 @@ SMOKE_PHANTOM ?= data/smoke_phantom
 SMOKE_SHARDS ?= data/smoke_tfrecords
 SMOKE_OUT ?= results/smoke
 
-smoke-shards: labels
+smoke-shards: labels  ## make smoke's data: a 160-image phantom, its shards at 32²
 	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(SMOKE_PHANTOM) --images 160 --seed $(SEED) --workers $(WORKERS)
 	$(PY) -m data_prep.build --data-dir $(SMOKE_PHANTOM) --out $(SMOKE_SHARDS) --split-method paper --size 32 --workers $(WORKERS) --seed $(SEED)
 
@@ -173,24 +185,24 @@ REHEARSE_EPOCHS ?= 2
 REHEARSE_STEPS ?= 1
 .PHONY: rehearse-phantom rehearse-shards rehearse-runs rehearse rehearse-reference
 
-rehearse-phantom: labels
+rehearse-phantom: labels  ## make rehearse, step 1: its 240-image phantom
 	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(REHEARSE_PHANTOM) --images $(REHEARSE_IMAGES) --seed $(SEED) --workers $(WORKERS)
 
-rehearse-shards: rehearse-phantom
+rehearse-shards: rehearse-phantom  ## step 2: its shards at 224²
 	$(PY) -m data_prep.build --data-dir $(REHEARSE_PHANTOM) --out $(REHEARSE_SHARDS) --split-method paper --size 224 --workers $(WORKERS) --seed $(SEED)
 
-rehearse-runs: rehearse-shards
+rehearse-runs: rehearse-shards  ## step 3: the four runs at the paper preset, 2 epochs × 1 step
 	$(PY) -m reproduce.runs --data $(REHEARSE_SHARDS) --preset paper --runs-dir $(REHEARSE_RUNS) --keys $(PAPER_KEYS) $(if $(GPUS),--gpus $(GPUS)) -- --weights none --epochs $(REHEARSE_EPOCHS) --steps-per-epoch $(REHEARSE_STEPS)
 
 rehearse: rehearse-runs  ## CPU rehearsal of make paper on a small phantom (docs/gpus.md)
 	$(PY) -m reproduce.report all $(call RUN_ARGS,$(PAPER_KEYS),$(REHEARSE_RUNS)) --out $(REHEARSE_OUT) --synthetic
 	$(PY) -m reproduce.report.reference compare --ours $(REHEARSE_OUT) --reference $(REHEARSE_REFERENCE)
 
-rehearse-reference: setup
+rehearse-reference: setup  ## maintainers: make results/rehearsal the committed reference
 	$(PY) -m reproduce.report.reference save --ours $(REHEARSE_OUT) --reference $(REHEARSE_REFERENCE)
 
 # Seed noise: DenseNet121 wce and ewl at the demo preset for seeds 0 1 2 (six runs, 7 min on a 2-core AMD EPYC; not part of make demo).
-demo-seeds-runs: $(DEMO_SHARDS)/manifest.json
+demo-seeds-runs: $(DEMO_SHARDS)/manifest.json  ## make demo-seeds' six runs (training and test predictions)
 	$(PY) -m reproduce.runs --data $(DEMO_SHARDS) --preset demo --runs-dir $(DEMO_RUNS) --keys $(DEMO_SEED_KEYS) --seeds $(DEMO_SEEDS) $(if $(GPUS),--gpus $(GPUS))
 
 demo-seeds: demo-seeds-runs  ## DenseNet121 wce and ewl over seeds 0 1 2 (docs/seeds.md)
@@ -229,3 +241,9 @@ bench-gpu: setup  ## GPU benchmark under TensorFlow (docs/gpus.md)
 
 clean-demo:  ## delete the phantom, its shards and results/demo
 	rm -rf $(PHANTOM_DIR) $(DEMO_SHARDS) $(DEMO_OUT)
+
+clean-smoke:  ## delete make smoke's phantom, shards and results/smoke (its checkpoints: 1.2 GB)
+	rm -rf $(SMOKE_PHANTOM) $(SMOKE_SHARDS) $(SMOKE_OUT)
+
+clean-rehearsal:  ## delete make rehearse's phantom, shards and results/rehearsal
+	rm -rf $(REHEARSE_PHANTOM) $(REHEARSE_SHARDS) $(REHEARSE_OUT)

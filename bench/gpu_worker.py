@@ -28,7 +28,7 @@ from data_prep import cli
 from bench.timing import compiled_model, fit_seconds, machine_facts
 from reproduce import distribute
 from reproduce.config import paper
-from reproduce.data import make_eval_dataset, read_manifest, split_size, training_dataset
+from reproduce.data import endless_training_dataset, make_eval_dataset, read_manifest, split_size
 from reproduce.evaluate import compiled_forward, predict_split
 
 # mode -> (mixed precision, jit_compile)
@@ -114,7 +114,7 @@ def single(args, rows: Rows) -> None:
     config = bench_config(args, args.backbone)
     distribute.configure_devices(config)
     manifest = read_manifest(args.data)
-    data = training_dataset(args.data, config, 1 << 30)
+    data = endless_training_dataset(args.data, config)
     rows.write(machine=machine_facts())
     models, rates = {}, {}
     for mode, (mixed, jit) in MODES.items():
@@ -168,7 +168,7 @@ def mirrored(args, rows: Rows) -> None:
                 return
             sized = config.override(batch_size=batch)
             try:
-                _, row = train_rate(sized, manifest, training_dataset(args.data, sized, 1 << 30),
+                _, row = train_rate(sized, manifest, endless_training_dataset(args.data, sized),
                                     args.steps, args.epochs, replicas=replicas)
                 rows.write(**{**where, **row})
             except Exception as err:  # noqa: BLE001 — out of memory ends the search
@@ -188,7 +188,7 @@ def _doubling(start: int, cap: int) -> list[int]:
 def input_only(args, rows: Rows) -> None:
     """The training pipeline alone at the paper preset's settings (no cache, shuffle, flip)."""
     config = bench_config(args, "densenet121")
-    it = iter(training_dataset(args.data, config, 1 << 30))
+    it = iter(endless_training_dataset(args.data, config))
     for _ in range(5):  # the shuffle buffer, thread pools, autotuning
         next(it)
     batches = 20 if args.tiny else 300

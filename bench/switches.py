@@ -12,7 +12,7 @@ import statistics
 import time
 
 from bench.timing import compiled_model, fit_rates
-from reproduce.data import training_dataset
+from reproduce.data import endless_training_dataset
 
 
 def settings(steps_per_execution: int) -> dict[str, tuple[str, int]]:
@@ -29,7 +29,7 @@ def switch_rates(data_dir, config, manifest, steps: int, repeats: int, steps_per
     `baseline`: an already compiled and traced model with the baseline's settings (bench.train's
     part 1 model), which saves one tracing of the backbone. Each measurement is one fit of
     steps/2 untimed + 2 × steps/2 timed steps (steps/2 a multiple of steps_per_execution)."""
-    data = training_dataset(data_dir, config.override(epochs=1), 1 << 30)
+    data = endless_training_dataset(data_dir, config)
     chosen = settings(steps_per_execution)
     models, out = {}, {}
     for name, (jit, per_execution) in chosen.items():

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from data_prep.provenance import cpu_facts
+from reproduce.data import check_execution_chunks
 from reproduce.loss_registry import build_loss
 from reproduce.models import build_model
 from reproduce.train import compile_for_training
@@ -57,9 +58,7 @@ def fit_seconds(model, dataset, steps: int, timed_epochs: int = 1) -> list[float
     """Wall seconds of each epoch of one fit of 1 + `timed_epochs` epochs of `steps` steps (the
     first one untimed by the callers). `steps` must be a multiple of the model's
     steps_per_execution (Keras would otherwise run a whole last execution past the epoch's end)."""
-    per_execution = getattr(model, "steps_per_execution", 1) or 1
-    if steps % per_execution:
-        raise ValueError(f"steps ({steps}) must be a multiple of steps_per_execution ({per_execution})")
+    check_execution_chunks(steps, getattr(model, "steps_per_execution", 1) or 1)
     timer = EpochTimer()
     model.fit(dataset, epochs=1 + timed_epochs, steps_per_epoch=steps, verbose=0, shuffle=False,
               callbacks=[timer])

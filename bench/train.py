@@ -39,15 +39,15 @@ from data_prep import cli
 from data_prep.build import find_label_file
 from data_prep.labels import label_matrix, read_label_file
 from reproduce.config import demo, paper
-from reproduce.data import read_manifest, training_dataset
+from reproduce.data import endless_training_dataset, read_manifest
 
 GOALS = {"training_ratio": 0.95, "input_ratio": 20.0}  # our targets (the paper reports no speeds)
 
 
-def _pipeline(data_dir, config, steps: int = 1 << 30):
-    """The training input pipeline as `reproduce.train` builds it, one epoch that repeats the
-    records for as many steps as a benchmark takes."""
-    return training_dataset(data_dir, config.override(epochs=1), steps)
+def _pipeline(data_dir, config):
+    """The training input pipeline as `reproduce.train` builds it, repeated for as many steps as
+    a benchmark takes."""
+    return endless_training_dataset(data_dir, config)
 
 
 def training_ratio(data_dir, config, manifest, steps: int, repeats: int):

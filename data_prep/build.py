@@ -12,6 +12,7 @@ Writes SHARDS/{train,val,test}-SSSSS-of-NNNNN.tfrecord, OUT/splits/*.csv, OUT/ma
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import pandas as pd
 
 from data_prep import cli, shards
 from data_prep.images import ImageError
+from data_prep.phantom.make import PHANTOM_MARK
 from data_prep.labels import LabelFileError, label_matrix, read_label_file
 from data_prep.schema import CLASSES, ENCODINGS, SPLITS
 from data_prep.split import make_split, split_summary, write_splits
@@ -38,6 +40,18 @@ def find_label_file(data_dir: Path) -> Path:
         if (data_dir / name).is_file():
             return data_dir / name
     raise LabelFileError(f"{data_dir}: no label file (expected one of {', '.join(LABEL_FILES)})")
+
+
+def is_phantom(data_dir: Path) -> bool:
+    """Whether DIR holds the synthetic ChestX-ray14: data_prep.phantom marks its output with
+    phantom.json {"synthetic": true}; manifest.json carries the mark on to every run and report."""
+    mark = data_dir / PHANTOM_MARK
+    if not mark.is_file():
+        return False
+    try:
+        return json.loads(mark.read_text()).get("synthetic") is True
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise LabelFileError(f"{mark}: not the JSON object data_prep.phantom writes") from None
 
 
 def index_images(data_dir: Path) -> dict[str, Path]:
@@ -119,7 +133,8 @@ def build_dataset(data_dir, out, split="paper", size=224, workers=1, seed=0, ski
     written = {name: f[f["image_index"].isin(paths.keys()) & ~f["image_index"].isin(bad)]
                for name, f in splits.items()}  # the splits as the shards hold them
     write_splits(written, out / "splits")
-    result = shards.manifest(size, encoding, CLASSES, split_summary(written, split, seed), by_split, skipped)
+    result = shards.manifest(size, encoding, CLASSES, split_summary(written, split, seed), by_split,
+                             skipped, synthetic=is_phantom(data_dir))
     shards.write_json_atomic(out / "manifest.json", result)
     return result
 

@@ -11,6 +11,7 @@ than mixing shards of two builds (nothing complete is ever deleted).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
@@ -160,9 +161,10 @@ def check_plan(out_dir: str | Path, plan: dict) -> None:
 
 
 def manifest(size: int, encoding: str, classes, summary: dict, shard_results: dict,
-             skipped: list) -> dict:
+             skipped: list, synthetic: bool = False) -> dict:
     """manifest.json as in docs/architecture.md; `summary` is split.split_summary of the written
-    images, `shard_results` maps split -> write_shard results in shard order."""
+    images, `shard_results` maps split -> write_shard results in shard order, `synthetic` whether
+    the images are the phantom's (a fact of the data: data_prep.build reads it from phantom.json)."""
     splits = {}
     for name, part in summary["splits"].items():
         shards = [{"file": d["file"], "records": d["records"], "bytes": d["bytes"],
@@ -175,6 +177,7 @@ def manifest(size: int, encoding: str, classes, summary: dict, shard_results: di
     return {
         "size": size,
         "encoding": encoding,
+        "synthetic": bool(synthetic),
         "classes": list(classes),
         "split": {"method": summary["method"], "seed": summary["seed"]},
         "splits": splits,
@@ -222,3 +225,35 @@ def verify_shards(data_dir: str | Path, manifest: dict, splits, checksums: bool 
             if checksums and sha256_file(path) != shard["sha256"]:
                 raise ShardError(f"{path}: SHA-256 differs from manifest.json (a shard of another "
                                  "build?)")
+
+
+def manifest_summary(manifest: dict) -> dict:
+    """What a run records of the data it was trained on (config.json `data_summary`): enough to
+    say later whether other shards are the same build and, if not, how they differ."""
+    splits = {}
+    for name, info in manifest["splits"].items():
+        digests = "\n".join(s.get("sha256", "") for s in info.get("shards", []))
+        splits[name] = {"images": info.get("images"), "patients": info.get("patients"),
+                        "shards": len(info.get("shards", [])),
+                        "shards_sha256": hashlib.sha256(digests.encode()).hexdigest()}
+    split = manifest.get("split", {})
+    return {"split_method": split.get("method"), "split_seed": split.get("seed"),
+            "size": manifest.get("size"), "encoding": manifest.get("encoding"),
+            "synthetic": manifest.get("synthetic"), "splits": splits}
+
+
+def summary_differences(trained: dict, other: dict) -> list[str]:
+    """How two `manifest_summary`s differ, in words ("split seed 0 vs 1"); [] when the same build."""
+    names = {"split_method": "split method", "split_seed": "split seed", "size": "image size",
+             "encoding": "encoding", "synthetic": "synthetic"}
+    found = [f"{text} {trained.get(key)} vs {other.get(key)}" for key, text in names.items()
+             if trained.get(key) != other.get(key)]
+    for split in sorted(set(trained.get("splits", {})) | set(other.get("splits", {}))):
+        a, b = trained.get("splits", {}).get(split, {}), other.get("splits", {}).get(split, {})
+        for key in ("images", "patients"):
+            if a.get(key) != b.get(key):
+                found.append(f"{split} {key} {a.get(key)} vs {b.get(key)}")
+        if a.get("shards_sha256") != b.get("shards_sha256") and not any(
+                f.startswith(f"{split} ") for f in found):
+            found.append(f"{split} shard files differ")
+    return found

@@ -10,6 +10,7 @@ tf.distribute (--distribute mirrored/multiworker, --cpu-replicas) and Grad-CAM's
 from __future__ import annotations
 
 import os
+import sys
 
 
 class UnsupportedOnBackend(RuntimeError):
@@ -40,6 +41,19 @@ def accelerator_present() -> bool:
     return False
 
 
+def gpu_count() -> int:
+    """How many GPUs the backend's runtime sees (under CUDA_VISIBLE_DEVICES, if set)."""
+    if is_tensorflow():
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    if name() == "jax":
+        import jax
+
+        return sum(d.platform == "gpu" for d in jax.devices())
+    return 0
+
+
 def check_supported(config) -> None:
     """UnsupportedOnBackend for a setting this backend cannot run (before anything starts)."""
     if is_tensorflow():
@@ -54,18 +68,36 @@ def check_supported(config) -> None:
             f"KERAS_BACKEND=tensorflow (Keras backend here: {name()})")
 
 
-def prepare(config) -> None:
-    """Before the backend's runtime starts: under JAX, keep TensorFlow (which only reads the
-    TFRecords) off the GPUs, so that it does not take their memory; and with
-    config.deterministic ask XLA for deterministic GPU kernels (XLA on a CPU is deterministic)."""
-    if is_tensorflow():
-        return
+def keep_tensorflow_off_gpus() -> None:
+    """Under a Keras backend other than TensorFlow, TensorFlow only reads the TFRecords: hide the
+    GPUs from it before its runtime starts, so that it takes none of the memory the backend
+    needs. The one place this is done; `models.build_model` and `evaluate.load_checkpoint` call
+    it first, so every program that builds or loads a model does (tests/test_backends.py). A
+    TensorFlow already started with GPUs visible keeps them: one warning line says so."""
+    global _GPUS_HIDDEN
+    if _GPUS_HIDDEN or is_tensorflow() or "tensorflow" not in sys.modules:
+        return  # nothing to hide from (the TensorFlow-free GPU benchmark never imports it)
     import tensorflow as tf
 
     try:
         tf.config.set_visible_devices([], "GPU")
-    except RuntimeError:  # TensorFlow already started in this process: whatever was set stays
-        pass
+    except RuntimeError:  # TensorFlow's runtime already started in this process
+        if tf.config.get_visible_devices("GPU"):
+            print(f"warning: TensorFlow started before the GPUs could be hidden from it; it may "
+                  f"hold GPU memory that {name()} needs", file=sys.stderr)
+    _GPUS_HIDDEN = True
+
+
+_GPUS_HIDDEN = False
+
+
+def prepare(config) -> None:
+    """Before the backend's runtime starts: under JAX, keep TensorFlow off the GPUs
+    (`keep_tensorflow_off_gpus`); and with config.deterministic ask XLA for deterministic GPU
+    kernels (XLA on a CPU is deterministic)."""
+    if is_tensorflow():
+        return
+    keep_tensorflow_off_gpus()
     flag = "--xla_gpu_deterministic_ops=true"
     if config.deterministic and flag not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()

@@ -2,8 +2,9 @@
 
 Order matters (`train._callbacks`): ValidationAUC first, so every later callback (checkpoints,
 history, TensorBoard, the progress lines) sees `val_loss`, `val_mean_auc` and `val_auc_<Class>`;
-the backup last, so a run killed between the two finds at most one history row too many, which
-`reconcile_history` drops before the epoch is trained again.
+then last.keras and history.csv; then the backup, so a run killed before it finds at most one
+history row too many, which `reconcile_history` drops before the epoch is trained again; then
+best.keras, written only once the epoch it holds is backed up.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import shutil
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import keras
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.schema import CLASSES
-from reproduce.evaluate import predict_split
+from reproduce.evaluate import CHECKPOINT_NOTE, checkpoint_note, predict_split
 from reproduce.metrics import DegenerateClassWarning, mean_auc, roc_auc_per_class
 
 HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "val_mean_auc", *(f"val_auc_{c}" for c in CLASSES)]
@@ -94,33 +96,73 @@ class ValidationAUC(keras.callbacks.Callback):
         logs.update(auc_logs(labels, scores))
 
 
-def save_atomically(model, path: Path) -> None:
-    """model.save to a temporary .keras then rename: a kill -9 never leaves a half-written file."""
+def save_atomically(model, path: Path, note: dict | None = None) -> None:
+    """model.save to a temporary .keras (plus `note` inside it), then rename: a kill -9 never
+    leaves a half-written file, nor a file without its note."""
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     model.save(tmp)
+    if note is not None:
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(CHECKPOINT_NOTE, json.dumps(note))
     os.replace(tmp, path)
 
 
-class EpochCheckpoints(keras.callbacks.Callback):
-    """RUN/last.keras every epoch; RUN/best.keras when val_mean_auc beats `best` (strictly).
+def _copy_atomically(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.stem}.tmp.keras")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+class LastCheckpoint(keras.callbacks.Callback):
+    """RUN/last.keras every epoch, with its epoch and val mean AUC inside (CHECKPOINT_NOTE)."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.path = Path(run_dir) / "last.keras"
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = float((logs or {}).get("val_mean_auc", float("nan")))
+        save_atomically(self.model, self.path, {"epoch": epoch + 1, "val_mean_auc": score})
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """RUN/best.keras = that epoch's last.keras when val_mean_auc beats `best` (strictly).
 
     Which checkpoint the paper evaluated is not stated — our choice: best validation mean AUC
     (config.checkpoint). A NaN mean AUC never counts as best, but the first epoch always writes
-    best.keras so that the file exists."""
+    best.keras so that the file exists. It runs after the backup (train._callbacks): best.keras
+    only ever holds weights of an epoch the run can reproduce and history.csv describes, never
+    those of an epoch a killed run will train again (and, on a GPU, score differently). A kill
+    between the backup and this copy is mended when the run resumes (`restore_best`)."""
 
-    def __init__(self, run_dir, best: float = float("-inf")):
+    def __init__(self, run_dir, best: float = float("-inf"), best_epoch: int | None = None):
         super().__init__()
-        self.run_dir, self.best = Path(run_dir), best
+        self.run_dir, self.best, self.best_epoch = Path(run_dir), best, best_epoch
+
+    def on_train_begin(self, logs=None):
+        if self.best_epoch is not None:
+            restore_best(self.run_dir, self.best_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        last, best = self.run_dir / "last.keras", self.run_dir / "best.keras"
-        save_atomically(self.model, last)
-        score = logs.get("val_mean_auc", float("nan"))
+        best = self.run_dir / "best.keras"
+        score = (logs or {}).get("val_mean_auc", float("nan"))
         if score > self.best or not best.exists():
-            tmp = best.with_name(".best.tmp.keras")
-            shutil.copyfile(last, tmp)  # the same weights: a copy is faster than a second save
-            os.replace(tmp, best)
+            _copy_atomically(self.run_dir / "last.keras", best)  # the same weights, already saved
             self.best = score if np.isfinite(score) else self.best
+
+
+def restore_best(run_dir: Path, best_epoch: int) -> bool:
+    """best.keras from last.keras when a kill came between the backup of the best epoch and its
+    copy (best.keras then holds an older epoch, or is missing). True if it was restored."""
+    best, last = Path(run_dir) / "best.keras", Path(run_dir) / "last.keras"
+    note = checkpoint_note(best) if best.exists() else {"epoch": None}
+    if note is None or note["epoch"] == best_epoch:  # older code's best.keras, or already right
+        return False
+    if (checkpoint_note(last) or {}).get("epoch") != best_epoch:
+        raise RuntimeError(f"{best}: holds epoch {note['epoch']}, history.csv's best is epoch "
+                           f"{best_epoch}, and {last} is not that epoch; the run folder is damaged")
+    _copy_atomically(last, best)
+    return True
 
 
 class HistoryCSV(keras.callbacks.Callback):

@@ -48,6 +48,10 @@ def evaluate_parser():
     parser.add_argument("--verify-shards", action="store_true",
                         help="also check every shard's SHA-256 against manifest.json (size and "
                              "record count are always checked)")
+    parser.add_argument("--other-data", action="store_true",
+                        help="evaluate shards other than the build the run was trained on, on "
+                             "purpose (refused otherwise: another split can put training patients "
+                             "in the test split); recorded in metrics_<split>.json")
     return parser
 
 

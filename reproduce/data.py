@@ -1,31 +1,39 @@
 """The tf.data input pipeline: TFRecord shards (+ manifest.json) → batches of uint8 images.
 
 Records are parsed with `data_prep.schema.parse_example`, the one schema the writer also uses.
-Per element, in order (§IV.B):
+Training, per epoch, in order (§IV.B):
+  read               the records `reproduce.epoch_order` gives the epoch: shard files in an order
+                     shuffled per (seed, pass), read CYCLE at a time round robin; with
+                     --steps-per-epoch, each epoch continues the stream where the last stopped
   decode_and_resize  uint8 [S, S, 1]; resized only when config.image_size ≠ the stored size
-  (cache)            optional, of the uint8 images (config.cache), before shuffle and flip
-  shuffle            training only, seeded by (config.seed, epoch)
-  augment            random horizontal flip, training only, seeded by (seed, epoch, position)
+                     (config.cache: decoded once into memory, then read by record id: the same
+                     records in the same order, only faster for small sets)
+  shuffle            through config.shuffle_buffer records, seeded by (config.seed, epoch)
+  augment            random horizontal flip, seeded by (seed, epoch, position)
                      (§IV.B "Random horizontal flipping was performed as data augmentation")
-then batch and prefetch. Images leave the pipeline as uint8 gray: gray → RGB and the backbone's
-ImageNet normalisation are the model's first layer (`models.BackboneInput`), so they run on the
-accelerator and 50 KB per 224² image is moved instead of 602 KB of float32.
+then whole batches and prefetch. Images leave the pipeline as uint8 gray: gray → RGB and the
+backbone's ImageNet normalisation are the model's first layer (`models.BackboneInput`), so they run
+on the accelerator and 50 KB per 224² image is moved instead of 602 KB of float32.
 
 Training data is a function of (config.seed, epoch) only (`training_dataset`): a resumed run sees
 exactly the batches the uninterrupted run saw from its resume epoch on, and opening the dataset
 again (Keras peeks at one batch before a distributed fit) repeats it instead of moving on.
-Training batches are whole (drop_remainder): a partial last batch would be split unevenly over
-replicas and weigh its images differently than one device does (our choice; the images left out
-differ every epoch, at most batch_size − 1 of ~78k).
+Training batches are whole: a partial last batch would be split unevenly over replicas and weigh
+its images differently than one device does (our choice; without --steps-per-epoch the records
+left over differ every pass, at most batch_size − 1 of ~78k).
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
+from data_prep.shards import count_records
 from data_prep.schema import NUM_CLASSES, SHARD_GLOB, SPLITS, parse_example
+from reproduce import epoch_order
 
 MANIFEST = "manifest.json"
 # Epoch e's seeds are (seed · EPOCH_STRIDE + e, position): distinct for every epoch below 2^20.
@@ -149,53 +157,133 @@ def train_steps(manifest: dict, config, workers: int = 1) -> int:
     return steps
 
 
+def check_execution_chunks(steps: int, per_execution: int) -> None:
+    """ValueError unless `per_execution` (config.steps_per_execution) divides the `steps` of an
+    epoch: Keras runs whole chunks of it, so a remainder would start every later epoch late, move
+    validation and checkpoints, and cut the last epoch short. The message names the nearest
+    values that work: divisors of `steps`, or multiples of `per_execution` for --steps-per-epoch."""
+    if steps % per_execution == 0:
+        return
+    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+    near = [max(d for d in divisors if d < per_execution),
+            min((d for d in divisors if d > per_execution), default=None)]
+    multiples = [steps - steps % per_execution, steps - steps % per_execution + per_execution]
+    per_execution_text = " or ".join(str(d) for d in near if d is not None)
+    steps_text = " or ".join(str(m) for m in multiples if m > 0)
+    raise ValueError(f"--steps-per-execution {per_execution} does not divide the {steps} steps of "
+                     f"an epoch (Keras runs whole chunks of {per_execution}: every later epoch "
+                     f"would start late and the last be cut short); use --steps-per-execution "
+                     f"{per_execution_text} (divisors of {steps}) or --steps-per-epoch {steps_text}")
+
+
+def _record_counts(entries: list[dict]) -> list[int]:
+    """Records per shard: the manifest's, or (a manifest without them) read from the framing."""
+    return [e["records"] if e["records"] is not None else count_records(e["file"]) for e in entries]
+
+
+def _pairs(ds, manifest: dict, config):
+    """(uint8 image [S, S, 1], labels float32 [14]) of serialized records."""
+    size = int(manifest["size"])
+
+    def pair(serialized):
+        ex = decode_and_resize(serialized, manifest["encoding"], size, config.image_size)
+        return ex["image"], tf.ensure_shape(ex["labels"], [NUM_CLASSES])
+
+    return ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+class _FileReader:
+    """An epoch's records read from the shard files, in `epoch_order`'s order."""
+
+    def __init__(self, files, counts, manifest, config, records, continuous):
+        self.files, self.counts, self.manifest, self.config = files, counts, manifest, config
+        self.records, self.continuous = records, continuous
+
+    def __call__(self, epoch: int):
+        parts = []
+        for order, start, stop in epoch_order.epoch_reads(self.counts, self.config.seed, epoch,
+                                                          self.records, self.continuous):
+            files = tf.data.Dataset.from_tensor_slices([self.files[s] for s in order])
+            records = files.interleave(tf.data.TFRecordDataset, cycle_length=epoch_order.CYCLE,
+                                       block_length=1, num_parallel_calls=epoch_order.CYCLE,
+                                       deterministic=True)
+            parts.append(records.skip(start).take(stop - start))  # serialized: skips cost no decode
+        ds = functools.reduce(lambda a, b: a.concatenate(b), parts)
+        # A shard shorter than the manifest says ends the epoch early: an error, not a short epoch.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(self.records))
+        return _pairs(ds, self.manifest, self.config)
+
+
+class _MemoryReader:
+    """The same records in the same order from the decoded split held in memory (config.cache)."""
+
+    def __init__(self, files, counts, manifest, config, records, continuous):
+        images, labels = [], []
+        for image, label in _pairs(tf.data.TFRecordDataset(files), manifest, config).batch(256):
+            images.append(image.numpy())
+            labels.append(label.numpy())
+        self.images = tf.constant(np.concatenate(images))
+        self.labels = tf.constant(np.concatenate(labels))
+        self.counts, self.config, self.records, self.continuous = counts, config, records, continuous
+
+    def __call__(self, epoch: int):
+        ids = epoch_order.epoch_records(self.counts, self.config.seed, epoch, self.records,
+                                        self.continuous)
+        return tf.data.Dataset.from_tensor_slices(ids).map(
+            lambda i: (tf.gather(self.images, i), tf.gather(self.labels, i)))
+
+
 def training_dataset(data_dir, config, steps: int, first_epoch: int = 0, worker: int = 0,
                      workers: int = 1, batch_size: int | None = None):
     """(uint8 images [B, S, S, 1], labels float32 [B, 14]) for epochs first_epoch … config.epochs−1,
     `steps` whole batches each, one epoch after the other (Model.fit with steps_per_epoch=steps).
 
-    Epoch e is shuffled and flipped with seeds made of (config.seed, e) only. tf.data combines an
-    op seed with TensorFlow's global seed, which `train` sets from config.seed. `worker` of
-    `workers`: read only that worker's shard files (`worker_shards`); `batch_size` (default
-    config.batch_size) is the batch this dataset yields (a replica's share under multiworker)."""
+    Epoch e reads what `epoch_order` gives (seed, e), shuffled and flipped with seeds made of
+    (config.seed, e) only. tf.data combines an op seed with TensorFlow's global seed, which
+    `train` sets from config.seed. `worker` of `workers`: read only that worker's shard files
+    (`worker_shards`); `batch_size` (default config.batch_size) is the batch this dataset yields
+    (a replica's share under multiworker)."""
     manifest = read_manifest(data_dir)
     entries = worker_shards(shard_entries(data_dir, "train", manifest), worker, workers)
     if not entries:
         raise ValueError(f"{Path(data_dir) / MANIFEST}: the training split has fewer shard files "
                          f"than the {workers} workers that read whole files; rebuild with a "
                          "smaller --images-per-shard")
-    counts = [e["records"] for e in entries]
-    pairs = _records([e["file"] for e in entries], manifest, config,
-                     None if None in counts else sum(counts))
-    pairs = pairs.map(lambda ex: (ex["image"], tf.ensure_shape(ex["labels"], [NUM_CLASSES])))
-    if config.cache:
-        pairs = pairs.cache()  # uint8 after resize, before shuffle/flip: each epoch still differs
     batch = batch_size or config.batch_size
+    counts = _record_counts(entries)
+    continuous = config.steps_per_epoch is not None
+    if not continuous and steps * batch > sum(counts):
+        raise ValueError(f"{steps} steps of {batch} need {steps * batch} records; the training "
+                         f"split has {sum(counts)} (set --steps-per-epoch to repeat it)")
+    reader = (_MemoryReader if config.cache else _FileReader)(
+        [e["file"] for e in entries], counts, manifest, config, steps * batch, continuous)
     # One dataset per epoch, chained: tf.data seeds must be Python ints, so the epochs are
     # unrolled here rather than mapped from a tensor (50 small datasets for the paper preset).
-    ds = None
-    for epoch in range(first_epoch, config.epochs):
-        one = _epoch(pairs, config, epoch, batch, steps)
-        ds = one if ds is None else ds.concatenate(one)
-    if ds is None:
+    epochs = [_epoch(reader(e), config, e, batch) for e in range(first_epoch, config.epochs)]
+    if not epochs:
         raise ValueError(f"no epoch left to train (first epoch {first_epoch + 1} > {config.epochs})")
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return functools.reduce(lambda a, b: a.concatenate(b), epochs).prefetch(tf.data.AUTOTUNE)
 
 
-def _epoch(pairs, config, epoch, batch_size: int, steps: int):
-    """Epoch `epoch`: shuffled and flipped with seeds that depend only on (config.seed, epoch),
-    `steps` whole batches. Every iteration of it gives the same batches (the shuffle is not
-    reshuffled per iteration: Keras opens a distributed dataset twice). With
-    config.steps_per_epoch the records repeat before the shuffle, so an epoch may be longer or
-    shorter than one pass; without it an epoch is one pass and no record is seen twice."""
+def endless_training_dataset(data_dir, config):
+    """The training pipeline's first epoch (one pass, whatever config.steps_per_epoch says),
+    repeated without end: what the benchmarks time (the same reads, decode, shuffle and flip)."""
+    one_pass = config.override(epochs=1, steps_per_epoch=None)
+    steps = train_steps(read_manifest(data_dir), one_pass)
+    return training_dataset(data_dir, one_pass, steps).repeat()
+
+
+def _epoch(records, config, epoch, batch_size: int):
+    """Epoch `epoch`: its records shuffled and flipped with seeds that depend only on
+    (config.seed, epoch), in whole batches. Every iteration of it gives the same batches (the
+    shuffle is not reshuffled per iteration: Keras opens a distributed dataset twice)."""
     epoch_seed = config.seed * EPOCH_STRIDE + epoch
-    ds = pairs.repeat() if config.steps_per_epoch else pairs
-    ds = ds.shuffle(config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+    ds = records.shuffle(config.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
     if config.horizontal_flip:
         seed = tf.constant(epoch_seed, tf.int64)
         ds = ds.enumerate().map(lambda i, el: (augment(el[0], tf.stack([seed, i])), el[1]),
                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).take(steps)
+    return ds.batch(batch_size, drop_remainder=True)
 
 
 def make_eval_dataset(data_dir, split: str, config):

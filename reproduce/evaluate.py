@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import warnings
+import zipfile
 from pathlib import Path
 
 import keras
@@ -28,6 +29,7 @@ import tensorflow as tf
 
 import reproduce.loss_registry  # noqa: F401  (registers the custom losses before a checkpoint loads)
 from data_prep import cli
+from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path
 from data_prep.schema import CLASSES, SPLITS
 from data_prep.shards import verify_shards
@@ -38,9 +40,15 @@ from reproduce.data import make_eval_dataset, read_manifest
 from reproduce.metrics import bootstrap_auc_ci, mean_auc, roc_auc_per_class
 from reproduce.models import build_model
 from reproduce.report.predictions import predictions_frame, predictions_path
+from reproduce.run_data import check_trained_on
 
 # Our choice: 1,000 patient-level resamples (the paper reports no interval at all).
 BOOTSTRAP_RESAMPLES = 1000
+
+
+# Inside every .keras file train writes (reproduce.callbacks): {"epoch": e, "val_mean_auc": x},
+# the epoch its weights are from (Keras ignores extra files in the archive).
+CHECKPOINT_NOTE = "reproduce.json"
 
 
 class CheckpointError(ValueError):
@@ -52,6 +60,25 @@ def _layers(model):
         yield layer
         if hasattr(layer, "layers"):
             yield from _layers(layer)
+
+
+def checkpoint_note(path: Path) -> dict | None:
+    """The note inside a .keras file train wrote ({"epoch", "val_mean_auc"}); None for a file
+    without one (older code, or not a checkpoint of ours)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(CHECKPOINT_NOTE))
+    except (KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None
+
+
+def trained_epochs(run_dir: Path) -> int:
+    """Epochs RUN/history.csv records (one row per completed epoch; 0 without the file)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return 0
+    with open(path) as fh:
+        return max(0, sum(1 for line in fh if line.strip()) - 1)  # less the header
 
 
 def architecture_signature(model) -> list:
@@ -70,6 +97,7 @@ def load_checkpoint(path: Path, config: Config):
     skip_mismatch: a half-loaded network would give plausible-looking, wrong AUCs."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    backend.keep_tensorflow_off_gpus()  # under JAX, before the load can start TensorFlow's runtime
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -139,11 +167,13 @@ def metrics_summary(labels, scores, pids, meta: dict) -> dict:
 
 
 def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None = None,
-                 verify_checksums: bool = False) -> Path:
+                 verify_checksums: bool = False, other_data: bool = False) -> Path:
     """Write RUN/predictions_<split>.csv and RUN/metrics_<split>.json; return the CSV's path.
 
     `checkpoint`: "best" or "last"; None = the run's config.checkpoint (our choice: best). The
-    split's shards are checked against manifest.json first (size, record count; SHA-256 with
+    shards must be the build the run was trained on (`run_data.check_trained_on`; `other_data`:
+    evaluate other shards on purpose, recorded in metrics_<split>.json), and the split's shards
+    are checked against manifest.json first (size, record count; SHA-256 with
     `verify_checksums`)."""
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     if split not in SPLITS:
@@ -156,9 +186,16 @@ def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None 
     checkpoint = checkpoint or config.checkpoint
     if checkpoint not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    model = load_checkpoint(run_dir / f"{checkpoint}.keras", config)
+    epochs_trained = trained_epochs(run_dir)
+    if epochs_trained < config.epochs:  # a sign: an unfinished run's numbers are not Table I's
+        print(f"warning: {run_dir} trained {epochs_trained} of its {config.epochs} epochs "
+              "(unfinished: the same reproduce.train command resumes it); evaluating it as it is",
+              file=sys.stderr)
     manifest = read_manifest(data_dir)
+    data_check = check_trained_on(resolved, run_dir, data_dir, manifest,
+                                  sha256_file(data_dir / "manifest.json"), other_data)
     verify_shards(data_dir, manifest, [split], checksums=verify_checksums)
+    model = load_checkpoint(run_dir / f"{checkpoint}.keras", config)
     print(f"{run_dir}: predicting the {split} split with {checkpoint}.keras, then "
           f"{BOOTSTRAP_RESAMPLES} patient-bootstrap resamples ...", flush=True)
     try:
@@ -173,7 +210,9 @@ def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None 
         warnings.simplefilter("ignore")  # classes without positives: NaN AUC, written as null
         meta = {"split": split, "checkpoint": checkpoint,
                 "checkpoint_path": portable_path(run_dir / f"{checkpoint}.keras"),
-                "data_dir": portable_path(data_dir), "config": resolved}
+                "checkpoint_epoch": (checkpoint_note(run_dir / f"{checkpoint}.keras") or {}).get("epoch"),
+                "epochs_trained": epochs_trained,
+                "data_dir": portable_path(data_dir), "data_check": data_check, "config": resolved}
         summary = metrics_summary(labels, scores, pids, meta)
     (run_dir / f"metrics_{split}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out
@@ -203,7 +242,8 @@ def main(argv=None) -> int:
         if len(runs) > 1:
             tf.get_logger().addFilter(NEW_MODEL_RETRACING)
         for run in runs:
-            out = evaluate_run(run, args.data, args.split, args.checkpoint, args.verify_shards)
+            out = evaluate_run(run, args.data, args.split, args.checkpoint, args.verify_shards,
+                               args.other_data)
             summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
             ci = summary["ci95"]["mean"]
             print(f"{out}: {summary['n_images']} images, {args.split} mean AUC "

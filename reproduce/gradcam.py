@@ -108,8 +108,11 @@ class GradCAM:
             # Each image's own class score; their sum's gradient is each image's own gradient
             # (inference mode: no image influences another, BatchNorm uses its moving statistics).
             score = ops.sum(ops.take_along_axis(logits, ops.expand_dims(classes, 1), axis=1))
-        maps = ops.cast(maps, "float32")
+        # The gradient with respect to the tensor the tape recorded (float16 or bfloat16 in a
+        # model built under a mixed policy), cast afterwards: a cast made after the tape is a new
+        # tensor the tape never saw, and its gradient would be None.
         grads = ops.cast(tape.gradient(score, maps), "float32")
+        maps = ops.cast(maps, "float32")
         weights = ops.mean(grads, axis=(1, 2), keepdims=True)  # α_k
         cam = ops.sum(weights * maps, axis=-1, keepdims=True)
         cam = ops.relu(cam) if relu else cam

@@ -32,6 +32,7 @@ from data_prep.checksums import sha256_file
 from data_prep.labels import read_bbox_file
 from data_prep.provenance import portable_path, provenance
 from data_prep.schema import CLASSES, SPLITS
+from reproduce import run_data
 from reproduce.report import localization as loc
 from reproduce.report.predictions import SYNTHETIC_NOTE, read_run_config
 
@@ -52,6 +53,15 @@ def split_images(data_dir: Path, split: str, config, keep: set) -> dict:
             if image_id.decode() in keep:
                 found[image_id.decode()] = image
     return found, total
+
+
+def check_data(runs: list, configs: dict, data_dir: Path, other_data: bool) -> dict:
+    """{run: record}: every run checked against SHARDS before anything is read or written."""
+    from reproduce.data import read_manifest
+
+    manifest, sha = read_manifest(data_dir), sha256_file(data_dir / "manifest.json")
+    return {name: run_data.check_trained_on(config, run, data_dir, manifest, sha, other_data)
+            for (name, config), run in zip(configs.items(), runs)}
 
 
 def boxes_in_split(bbox: pd.DataFrame, found: dict, total: int, args) -> pd.DataFrame:
@@ -130,7 +140,9 @@ def run_localize(args) -> None:
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"two runs share a folder name ({', '.join(names)}): results are keyed by it")
-    configs = {name: read_run_config(run, args.synthetic) for name, run in zip(names, runs)}
+    configs = {name: read_run_config(run) for name, run in zip(names, runs)}
+    args.synthetic = run_data.synthetic(configs, asserted=args.synthetic)
+    args.data_checks = check_data(runs, configs, Path(args.data), args.other_data)
     bbox = read_bbox_file(args.bbox)
     data = "synthetic" if args.synthetic else "ChestX-ray14"
     wang = loc.read_wang_table()
@@ -170,6 +182,7 @@ def write_outputs(args, table, scored: dict, rows: list, configs: dict, data: st
               "bbox": portable_path(args.bbox), "bbox_sha256": sha256_file(args.bbox),
               "checkpoint": args.checkpoint, "threshold": args.threshold,
               "wang2017": f"reproduce/report/{loc.WANG_TABLE}", "run_configs": configs,
+              "data_checks": args.data_checks,
               "provenance": provenance()}
     (out / "localization_config.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"wrote {out / 'localization.csv'}, {out / 'localization_boxes.csv'}, {out / 'localization.png'}")
@@ -192,7 +205,12 @@ def build_parser():
                         "upper level 180/255 (our choice of one level)")
     p.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES,
                    help="rows of localization.png (the first box of each class)")
-    p.add_argument("--synthetic", action="store_true", help="runs used the phantom: say so everywhere")
+    p.add_argument("--synthetic", action="store_true",
+                   help="runs used the phantom: say so everywhere (also found without it, from "
+                        "the runs' config.json; for runs of older code)")
+    p.add_argument("--other-data", action="store_true",
+                   help="SHARDS other than the build the runs were trained on, on purpose "
+                        "(refused otherwise); recorded in localization_config.json")
     cli.rename(p, "--run", "--runs")
     return p
 

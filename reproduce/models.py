@@ -23,7 +23,7 @@ from keras import ops
 
 from data_prep.schema import NUM_CLASSES
 from reproduce.config import TEST_MODELS
-from reproduce import custom_objects, init_weights
+from reproduce import backend, custom_objects, init_weights
 from reproduce import loss_registry  # module, not name: `import reproduce` may load us mid-import of it
 
 # keras.applications module and constructor per family, and the exact notop file name that
@@ -198,6 +198,7 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
     BatchNorm. The head runs in float32 even under mixed precision (a float16 softmax/sigmoid
     and log in the loss underflow). Every layer is trainable.
     """
+    backend.keep_tensorflow_off_gpus()  # under JAX, before anything can start TensorFlow's runtime
     size = config.image_size
     input_shape = (size, size, 3)
     features = backbone(input_shape) if backbone is not None else _make_backbone(config, input_shape)

@@ -85,6 +85,39 @@ def parse_gpus(text: str | None) -> list[str]:
     return gpus
 
 
+# Run in a subprocess, so that this process never starts TensorFlow (nor holds a GPU).
+_PROBE = "from reproduce import backend; print(backend.name(), backend.gpu_count())"
+
+
+def visible_gpus(gpus: list[str]) -> tuple[str, int]:
+    """(Keras backend, how many of `gpus` its runtime sees): asked with CUDA_VISIBLE_DEVICES set
+    to the list, as the runs will be, in one subprocess (CUDA stops at the first id it does not
+    know, so the count says which one that is)."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}
+    done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True,
+                          timeout=600)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ValueError(f"--gpus: could not ask the Keras backend which GPUs it sees ({last})")
+    name, count = done.stdout.split()[-2:]
+    return name, int(count)
+
+
+def check_gpus(gpus: list[str]) -> None:
+    """Refuse GPU ids the Keras backend does not see, in one line, before any run starts (before:
+    `start … on GPU 0`, then training on the CPU, the warning only in train.log)."""
+    name, seen = visible_gpus(gpus)
+    if seen >= len(gpus):
+        return
+    listed = ",".join(gpus)
+    if seen == 0:
+        raise ValueError(f"--gpus {listed}: {name} sees no GPU here, so every run would train on the "
+                         "CPU (TensorFlow without CUDA? .venv/bin/pip install -e '.[gpu]', "
+                         "docs/gpus.md); leave out --gpus to run one after another")
+    raise ValueError(f"--gpus {listed}: {name} sees only the first {seen} of them; GPU id "
+                     f"{gpus[seen]} is not a GPU here (CUDA ids count from 0)")
+
+
 def check_train_options(options: list[str], seeds: list[int] | None, where: str) -> None:
     """Refuse options that would contradict what this program sets for every run."""
     names = {o.split("=", 1)[0] for o in options if o.startswith("--")}
@@ -307,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     def body():
         jobs = plan_jobs(args, extra)
         gpus = parse_gpus(args.gpus)
+        if gpus and not args.dry_run:
+            check_gpus(gpus)
         if args.dry_run:
             for job in jobs:
                 for step in steps:

@@ -29,17 +29,19 @@ import tensorflow as tf
 from data_prep import cli
 from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path, provenance
-from data_prep.shards import verify_shards
+from data_prep.shards import manifest_summary, verify_shards
 from reproduce import backend
 from reproduce import callbacks as cb
 from reproduce import config as config_module
 from reproduce import distribute
 from reproduce.cli_parsers import train_parser as build_parser
 from reproduce.config import Config, preset
-from reproduce.data import make_eval_dataset, read_manifest, train_steps, training_dataset
+from reproduce.data import (check_execution_chunks, make_eval_dataset, read_manifest, train_steps,
+                            training_dataset)
 from reproduce.evaluate import compiled_forward
 from reproduce.loss_registry import build_loss
 from reproduce.models import build_model
+from reproduce.run_data import data_differences
 
 JIT = {"auto": "auto", "on": True, "off": False}
 DEFAULTS = Config().to_dict()
@@ -64,10 +66,13 @@ def set_precision(config: Config) -> bool:
 def prepare_run_dir(config: Config, data_dir: Path, out_dir: Path, preset_name, extra: dict) -> None:
     """Write RUN/config.json, or check that the one there is this run's (resume)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = data_dir / "manifest.json"
+    manifest_path = data_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
     meta = {"preset": preset_name, "data_dir": portable_path(data_dir),
-            "manifest_sha256": sha256_file(manifest), "manifest_bytes": manifest.stat().st_size,
-            "stored_size": json.loads(manifest.read_text())["size"],  # reproduce.predict's resize
+            "manifest_sha256": sha256_file(manifest_path), "manifest_bytes": manifest_path.stat().st_size,
+            "data_summary": manifest_summary(manifest),  # what evaluate and report check against
+            "synthetic": manifest.get("synthetic"),  # the phantom's mark (None: an older build)
+            "stored_size": manifest["size"],  # reproduce.predict's resize
             "keras_backend": backend.name(),
             "provenance": provenance(), **extra}
     path = out_dir / "config.json"
@@ -75,9 +80,11 @@ def prepare_run_dir(config: Config, data_dir: Path, out_dir: Path, preset_name, 
         saved = json.loads(path.read_text())
         # A field that did not exist when the run started had its default then.
         diff = sorted(k for k, v in config.to_dict().items() if saved.get(k, DEFAULTS[k]) != v)
-        for key in ("manifest_sha256", "keras_backend"):  # a resumed run repeats its own numbers
-            if saved.get(key, "tensorflow" if key == "keras_backend" else None) != meta[key]:
-                diff.append(key)
+        if saved.get("keras_backend", "tensorflow") != meta["keras_backend"]:
+            diff.append("keras_backend")  # a resumed run repeats its own numbers
+        data = data_differences(saved, meta["manifest_sha256"], meta["data_summary"])
+        if data:
+            diff.append(f"training data: {'; '.join(data)}")
         if diff:
             raise TrainingFailed(f"{path}: written by another configuration (differs in "
                                  f"{', '.join(diff)}); use a new --out")
@@ -97,14 +104,16 @@ def _callbacks(config, data_dir, out_dir, loss, model, chief, backup, best, prog
     if not chief:
         return [cb.StopOnNonFiniteLoss(), backup]
     forward = compiled_forward(model, jit_compile=model.jit_compile is True, eager=config.run_eagerly)
+    best_score, best_epoch = best
     return [
         cb.ValidationAUC(make_eval_dataset(data_dir, "val", config), loss, forward, config.batch_size),
         cb.StopOnNonFiniteLoss(),
-        cb.EpochCheckpoints(out_dir, best=best),
+        cb.LastCheckpoint(out_dir),
         cb.HistoryCSV(out_dir / "history.csv"),
         *_tensorboard(out_dir),
         progress,
-        backup,  # last: see reproduce/callbacks.py
+        backup,  # after last.keras and the history row: see reproduce/callbacks.py
+        cb.BestCheckpoint(out_dir, best_score, best_epoch),  # after the backup: ditto
     ]
 
 
@@ -160,15 +169,18 @@ def _train_data(data_dir, config, strategy, steps: int, first_epoch: int):
     return strategy.distribute_datasets_from_function(per_worker)
 
 
-def _resume(config, out_dir, backup, strategy, chief) -> tuple[int, float]:
-    """(epochs already done, best val mean AUC so far); all workers must agree on the first."""
+def _resume(config, out_dir, backup, strategy, chief) -> tuple[int, tuple[float, int | None]]:
+    """(epochs already done, (best val mean AUC so far, its epoch)); all workers must agree on
+    the first."""
     done = distribute.agree(strategy, completed_epochs(config, out_dir, backup),
                             "the epochs already trained")
     if not chief or done >= config.epochs:
-        return done, float("-inf")
+        return done, (float("-inf"), None)
     history = cb.reconcile_history(out_dir / "history.csv", done)
-    best = history["val_mean_auc"].max() if len(history) else float("nan")
-    return done, best if pd.notna(best) else float("-inf")
+    scores = history["val_mean_auc"]
+    if not len(history) or scores.isna().all():
+        return done, (float("-inf"), None)
+    return done, (float(scores.max()), int(history.loc[scores.idxmax(), "epoch"]))
 
 
 def _fit(model, data, config, steps, callbacks, out_dir, backup, data_dir):
@@ -203,8 +215,14 @@ def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None,
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     manifest = read_manifest(data_dir)
     verify_shards(data_dir, manifest, ("train", "val"), checksums=verify_checksums)
+    if config.image_size > int(manifest["size"]):  # a sign, not an error: a run may want it
+        print(f"warning: {data_dir} stores {manifest['size']}² images; training at "
+              f"{config.image_size}² enlarges (blurs) every one: build the shards at "
+              f"{config.image_size} (python -m data_prep.build --size {config.image_size})",
+              file=sys.stderr)
     chief = distribute.is_chief(strategy)
     steps = train_steps(manifest, config, distribute.workers(strategy)[1])
+    check_execution_chunks(steps, config.steps_per_execution)  # before anything is written
     policy = keras.mixed_precision.global_policy()
     try:
         mixed = set_precision(config)

@@ -109,6 +109,14 @@ def test_ablation_cli_end_to_end(shards_dir, sample_labels, tmp_path, capsys):
     assert ablation.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "tiny_ewl" in err and "loss is 'wce', expected 'ewl'" in err
+    # Reused predictions of a run trained on another build of the data are refused too.
+    (runs / "tiny_ewl" / "config.json").write_text(json.dumps(
+        {**config, "manifest_sha256": "0" * 64,
+         "data_summary": {**config["data_summary"], "split_seed": 7}}))
+    assert ablation.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {shards_dir}/manifest.json: not the data {runs / 'tiny_ewl'} "
+                          "was trained on (split seed 7 vs 0") and err.count("\n") == 1
 
 
 def _auc(y, s):

@@ -117,3 +117,76 @@ def test_numpy_draws_have_the_initializers_distribution():
     assert init_weights.fans((3, 3, 64, 32)) == (576, 288)
     with pytest.raises(init_weights.UnknownInitializer):
         init_weights.draw(keras.initializers.Orthogonal(), (4, 4), rng)
+
+
+# Runs a program as `python -m MODULE ARGS` would, recording whether TensorFlow's GPUs were hidden
+# and whether that happened before its runtime started (after it, set_visible_devices raises).
+SPY = """
+import json, runpy, sys
+import tensorflow as tf
+real, hidden = tf.config.set_visible_devices, []
+def spy(devices, device_type=None):
+    real(devices, device_type)
+    hidden.append([list(devices), device_type])
+tf.config.set_visible_devices = spy
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+finally:
+    print("HIDDEN " + json.dumps(hidden), file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+def test_every_program_that_builds_or_loads_a_model_hides_the_gpus_under_jax(backend_runs, shards_dir,
+                                                                             phantom_dir, tmp_path):
+    """Under KERAS_BACKEND=jax, TensorFlow (which only reads the TFRecords) must not take the GPU
+    memory JAX needs: train, evaluate and predict each hide the GPUs from it before its runtime
+    starts (a CPU machine shows it too: set_visible_devices fails once the runtime is up)."""
+    run = backend_runs["jax"]
+    image = sorted((phantom_dir / "images").iterdir())[0]
+    programs = {
+        "reproduce.train": ["--data", str(shards_dir), "--out", str(tmp_path / "train"), "--preset",
+                            "smoke", "--model", "tiny", "--epochs", "1", "--steps-per-epoch", "1"],
+        "reproduce.evaluate": ["--run", str(run), "--data", str(shards_dir), "--split", "val"],
+        "reproduce.predict": ["--run", str(run), "--out", str(tmp_path / "predict"), str(image)],
+    }
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    for module, args in programs.items():
+        done = subprocess.run([sys.executable, "-c", SPY, module, *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{module}: {done.stderr[-2000:]}"
+        hidden = json.loads(done.stderr.rsplit("HIDDEN ", 1)[1].splitlines()[0])
+        assert [[], "GPU"] in hidden, f"{module} never hid the GPUs from TensorFlow"
+
+
+def _calls(path: Path) -> list[str]:
+    import ast
+
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            names.append(ast.unparse(node.func))
+    return names
+
+
+def test_models_are_built_and_loaded_in_two_places_which_hide_the_gpus_first():
+    """The static half of the check above, in the fast tier: no module builds a keras.applications
+    backbone or loads a .keras file except models.py and evaluate.py, whose build_model and
+    load_checkpoint call backend.keep_tensorflow_off_gpus before anything else can start
+    TensorFlow. A new program that loads a model some other way fails here."""
+    import ast
+
+    allowed = {ROOT / "reproduce" / "models.py", ROOT / "reproduce" / "evaluate.py"}
+    for path in sorted((ROOT / "reproduce").rglob("*.py")) + sorted((ROOT / "bench").rglob("*.py")):
+        if path in allowed:
+            continue
+        loads = [c for c in _calls(path) if c.endswith(("load_model", "saving.load_model"))
+                 or c.startswith("keras.applications")]
+        assert not loads, f"{path.relative_to(ROOT)} builds or loads a model itself: {loads}"
+    for path, function in ((ROOT / "reproduce" / "models.py", "build_model"),
+                           (ROOT / "reproduce" / "evaluate.py", "load_checkpoint")):
+        tree = ast.parse(path.read_text())
+        body = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function).body
+        first_calls = [ast.unparse(n.func) for stmt in body[:4] for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+        assert "backend.keep_tensorflow_off_gpus" in first_calls, function

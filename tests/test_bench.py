@@ -78,7 +78,7 @@ def test_fit_timing_refuses_steps_that_are_not_whole_executions():
     class Model:
         steps_per_execution = 8
 
-    with pytest.raises(ValueError, match="multiple of steps_per_execution"):
+    with pytest.raises(ValueError, match="--steps-per-execution 8 does not divide the 12 steps"):
         fit_seconds(Model(), None, steps=12)
 
 

@@ -93,7 +93,8 @@ def built(tmp_path_factory, sample_labels):
 def test_manifest_contents(built):
     data_dir, out, manifest = built
     truth = expected_labels(data_dir)
-    assert list(manifest) == ["size", "encoding", "classes", "split", "splits", "skipped"]
+    assert list(manifest) == ["size", "encoding", "synthetic", "classes", "split", "splits", "skipped"]
+    assert manifest["synthetic"] is False  # NIH's layout without the phantom's mark
     assert (manifest["size"], manifest["encoding"], manifest["classes"]) == (SIZE, "raw", list(CLASSES))
     assert manifest["split"] == {"method": "paper", "seed": 0} and manifest["skipped"] == []
     assert json.loads((out / "manifest.json").read_text()) == manifest
@@ -294,3 +295,17 @@ def test_official_lists(tmp_path, sample_labels):
     assert {r["image_index"] for r in read_records(tmp_path / "out", "test")} == set(test)
     train_val = {r["image_index"] for s in ("train", "val") for r in read_records(tmp_path / "out", s)}
     assert train_val == set(names) - set(test)
+
+
+def test_the_phantoms_mark_reaches_the_manifest(shards_dir, tmp_path):
+    """Synthetic is a fact of the data: data_prep.phantom writes phantom.json {"synthetic": true},
+    the build carries it into manifest.json (then train into config.json, tests/test_train.py)."""
+    from data_prep.build import is_phantom
+    from data_prep.labels import LabelFileError
+
+    assert json.loads((shards_dir / "manifest.json").read_text())["synthetic"] is True
+    (tmp_path / "phantom.json").write_text("[1, 2]")
+    with pytest.raises(LabelFileError, match="phantom.json: not the JSON object data_prep.phantom writes"):
+        is_phantom(tmp_path)
+    (tmp_path / "phantom.json").write_text('{"synthetic": false}')
+    assert is_phantom(tmp_path) is False

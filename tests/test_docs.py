@@ -241,3 +241,20 @@ def test_seeds_page_quotes_the_committed_reference():
     for name, (per_seed, _, _) in table.items():
         got = [r["auc"] for r in sorted(ave, key=lambda r: int(r["seed"])) if r["run"] == RUN_NAMES[name]]
         assert per_seed == ", ".join(got), name
+
+
+def test_make_help_lists_every_target_and_variable():
+    """`make` alone answers with every target of the Makefile and every variable a user can set
+    (a new target without its `## ` line, or a new `VAR ?=` left out of the list, fails here)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    makefile = (ROOT / "Makefile").read_text()
+    targets = sorted(set(re.findall(r"^([a-z0-9-]+):", makefile, re.M)))
+    variables = sorted(set(re.findall(r"^([A-Z_]+) \?=", makefile, re.M)))
+    shown = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60).stdout
+    assert [t for t in targets if f"make {t} " not in shown] == []
+    assert [v for v in variables if not re.search(rf"\b{v}=", shown)] == []

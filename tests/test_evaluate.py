@@ -76,6 +76,9 @@ def test_metrics_json_matches_the_predictions(run_dir):
         assert summary["auc"][c] == (None if np.isnan(aucs[c]) else pytest.approx(aucs[c]))
     assert summary["split"] == "test" and summary["checkpoint"] == "best"
     assert summary["n_images"] == len(pred) and summary["config"]["model"] == "tiny"
+    history = pd.read_csv(run_dir / "history.csv")  # best.keras says which epoch it holds
+    assert summary["checkpoint_epoch"] == history.loc[history["val_mean_auc"].idxmax(), "epoch"]
+    assert summary["data_check"]["trained_on_these_data"] is True
     ci = summary["ci95"]["mean"]
     assert ci["ci_low"] <= summary["mean_auc"] <= ci["ci_high"]
 
@@ -160,3 +163,56 @@ def test_cli_evaluates_several_runs_in_one_process_each_as_alone(run_dir, shards
     record = lambda text: logging.LogRecord("tensorflow", logging.WARNING, "", 0, text, None, None)  # noqa: E731
     assert not quiet.filter(record("5 out of the last 7 calls to <f> triggered tf.function retracing."))
     assert quiet.filter(record("another warning"))
+
+
+@pytest.fixture(scope="module")
+def seed1_shards(tmp_path_factory, phantom_dir):
+    """The same phantom images, split and ordered with seed 1: another build of the same data."""
+    from data_prep.build import build_dataset
+
+    out = tmp_path_factory.mktemp("seed1")
+    build_dataset(phantom_dir, out, split="paper", size=32, workers=1, seed=1)
+    return out
+
+
+def test_shards_of_another_build_are_refused_before_anything_is_written(run_dir, seed1_shards, capsys):
+    """The bug: a run trained on the seed-0 build evaluated on a seed-1 build (test patients that
+    the run trained on) exited 0 and overwrote its predictions and metrics."""
+    files = {name: (run_dir / name).read_bytes() for name in ("predictions_test.csv", "metrics_test.json")}
+    status = main(["--run", str(run_dir), "--data", str(seed1_shards)])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {seed1_shards}/manifest.json: not the data {run_dir} was trained on "
+                          "(split seed 0 vs 1; ")
+    assert "pass --other-data" in err
+    assert all((run_dir / name).read_bytes() == data for name, data in files.items())
+
+
+def test_other_data_on_purpose_is_recorded(run_dir, seed1_shards, tmp_path, capsys):
+    run = tmp_path / "copy"
+    shutil.copytree(run_dir, run)
+    assert main(["--run", str(run), "--data", str(seed1_shards), "--other-data"]) == 0
+    assert "note: " in capsys.readouterr().err
+    check = json.loads((run / "metrics_test.json").read_text())["data_check"]
+    assert check["other_data"] is True and check["trained_on_these_data"] is False
+    assert check["differences"][0] == "split seed 0 vs 1"
+    # A run of older code (no manifest in config.json): one warning, then evaluated as before.
+    config = json.loads((run / "config.json").read_text())
+    for key in ("manifest_sha256", "data_summary"):
+        del config[key]
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["--run", str(run), "--data", str(seed1_shards)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and err.count("\n") == 1 and "records no training data" in err
+
+
+def test_an_unfinished_run_is_evaluated_with_a_warning(run_dir, shards_dir, tmp_path, capsys):
+    run = tmp_path / "unfinished"
+    shutil.copytree(run_dir, run)
+    history = pd.read_csv(run / "history.csv")
+    history.iloc[:1].to_csv(run / "history.csv", index=False)  # killed after epoch 1 of 2
+    assert main(["--run", str(run), "--data", str(shards_dir)]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"warning: {run} trained 1 of its 2 epochs (unfinished: the same reproduce.train "
+                   "command resumes it); evaluating it as it is\n")
+    assert json.loads((run / "metrics_test.json").read_text())["epochs_trained"] == 1

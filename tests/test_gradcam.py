@@ -111,3 +111,30 @@ def test_trained_model_heatmap_peaks_inside_the_region_that_decides():
     for (k, y, x), heatmap in zip(where, maps):
         py, px = np.unravel_index(np.argmax(heatmap), heatmap.shape)
         assert y <= py < y + 10 and x <= px < x + 10, f"image {k}: peak ({py}, {px}), square at ({y}, {x})"
+
+
+@pytest.mark.parametrize("policy, tolerance", [("mixed_float16", 2e-3), ("mixed_bfloat16", 2e-2)])
+def test_maps_of_a_model_built_under_a_mixed_policy_equal_float32_maps(policy, tolerance):
+    """A model held in memory under a mixed policy (built in a callback or a notebook, not loaded
+    from a .keras file, which loads float32): the block's maps are float16/bfloat16 tensors, and
+    before the fix their gradient came back None. Tolerance, relative to the largest |map|: maps
+    and gradients carry the half type's rounding (float16: 2⁻¹¹ ≈ 4.9e-4 relative, bfloat16:
+    2⁻⁸ ≈ 3.9e-3) into a product, so a few roundings: 2e-3 and 2e-2 are about four and five of
+    them; the largest differences measured (5 seeds × 8 images, both maps) were 5.3e-4 and 4.8e-3."""
+    config = smoke().override(model="tiny")
+    reference = build_model(config)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        mixed = build_model(config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    assert backbone_of(mixed).layers[-1].compute_dtype == policy.removeprefix("mixed_")
+    images = np.random.default_rng(1).integers(0, 256, (4, SIZE, SIZE, 1), dtype=np.uint8)
+    classes = [0, 3, 7, 13]
+    for relu in (True, False):
+        want = GradCAM(reference)(images, classes, relu=relu)
+        got = GradCAM(mixed)(images, classes, relu=relu)
+        assert got.dtype == np.float32 and np.isfinite(got).all()
+        scale = np.abs(want).max()
+        assert scale > 0 and np.abs(got - want).max() <= tolerance * scale, np.abs(got - want).max() / scale

@@ -109,6 +109,23 @@ def _make_n(*args):
     return subprocess.run(["make", "-n", *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
+def test_shards_of_another_build_are_refused_before_anything_is_written(predict_run, phantom_dir,
+                                                                        tmp_path, capsys):
+    from data_prep.build import build_dataset
+
+    run, _ = predict_run
+    other = build_dataset(phantom_dir, tmp_path / "seed1", split="paper", size=48, workers=1, seed=1)
+    assert other["split"]["seed"] == 1
+    out = tmp_path / "out"
+    argv = ["--runs", str(run), "--data", str(tmp_path / "seed1"), "--bbox",
+            str(phantom_dir / "BBox_List_2017.csv"), "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'seed1'}/manifest.json: not the data {run} was trained on "
+                          "(split seed 0 vs 1") and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_makefile_targets_are_one_line_calls_of_the_clis():
     done = _make_n("localize")
     [line] = [x for x in done.stdout.splitlines() if "reproduce.localize" in x]

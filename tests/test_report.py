@@ -41,6 +41,9 @@ def _scores(y: np.ndarray, k: int) -> np.ndarray:
     return s
 
 
+SHARDS_SHA256 = "0" * 64  # every run of this module trained on the same build (run_data)
+
+
 def write_run(run: Path, key: str, k_of_class, image_offset: int = 0, config: dict | None = None):
     y = _labels()
     df = pd.DataFrame({"image_index": [f"{i + image_offset:08d}_000.png" for i in range(len(y))],
@@ -51,7 +54,8 @@ def write_run(run: Path, key: str, k_of_class, image_offset: int = 0, config: di
         df[f"score_{c}"] = _scores(y[:, j], k_of_class(j))
     run.mkdir(parents=True, exist_ok=True)
     df.sample(frac=1, random_state=0).to_csv(run / "predictions_test.csv", index=False)  # any row order
-    (run / "config.json").write_text(json.dumps(config or {"model": key.split("_")[0], "seed": 0}))
+    config = config or {"model": key.split("_")[0], "seed": 0}
+    (run / "config.json").write_text(json.dumps({"manifest_sha256": SHARDS_SHA256, **config}))
     return df
 
 
@@ -121,7 +125,8 @@ def test_markdown_configs_and_report_config(table_out, runs):
     md = (table_out / "table1.md").read_text()
     assert md.splitlines()[0].startswith("# Table I reproduction — data: synthetic ChestX-ray14 (phantom)")
     assert "split: test; 40 images" in md and "DeLong p (ewl vs wce)" in md
-    assert json.loads((table_out / "configs" / "vgg16_wce.json").read_text()) == {"model": "vgg16", "seed": 0}
+    assert json.loads((table_out / "configs" / "vgg16_wce.json").read_text()) == {
+        "manifest_sha256": SHARDS_SHA256, "model": "vgg16", "seed": 0}
     rc = json.loads((table_out / "report_config.json").read_text())
     assert list(rc) == ["table1"]
     rc = rc["table1"]
@@ -201,12 +206,76 @@ def test_different_image_sets_refused(runs, tmp_path, capsys):
     assert "different labels" in _error(capsys, argv)
 
 
-def test_phantom_run_needs_synthetic_flag(tmp_path, capsys):
-    run = tmp_path / "r"
-    write_run(run, "vgg16_wce", TARGETS["vgg16_wce"], config={"data": "data/phantom_tfrecords"})
-    argv = ["table1", "--out", str(tmp_path / "o"), "--runs", f"vgg16_wce={run}", "--n-resamples", "5"]
-    assert "pass --synthetic" in _error(capsys, argv)
-    assert report.main(argv + ["--synthetic"]) == 0
+def _summary(seed: int) -> dict:
+    return {"split_method": "paper", "split_seed": seed, "size": 224, "encoding": "raw",
+            "synthetic": False, "splits": {"test": {"images": 40, "patients": 20, "shards": 1,
+                                                    "shards_sha256": f"{seed:064d}"}}}
+
+
+def test_synthetic_is_a_fact_of_the_data_not_a_flag(tmp_path, capsys):
+    """Runs trained on the phantom record it (manifest.json → config.json): every output says
+    synthetic without --synthetic (before: "data: ChestX-ray14 (NIH)" for make smoke's runs); an
+    older run is known by the phantom in its paths; --synthetic cannot relabel real data."""
+    argv = ["table1", "--n-resamples", "5"]
+    marked, old, real = tmp_path / "marked", tmp_path / "old", tmp_path / "real"
+    write_run(marked, "vgg16_wce", TARGETS["vgg16_wce"],
+              config={"data_dir": "data/smoke_tfrecords", "synthetic": True})
+    write_run(old, "vgg16_wce", TARGETS["vgg16_wce"], config={"data_dir": "data/phantom_tfrecords"})
+    write_run(real, "vgg16_wce", TARGETS["vgg16_wce"],
+              config={"data_dir": "data/nih_tfrecords", "synthetic": False})
+    for run in (marked, old):
+        out = tmp_path / f"out_{run.name}"
+        assert report.main([*argv, "--out", str(out), "--runs", f"vgg16_wce={run}"]) == 0
+        assert "not real-data results" in (out / "table1.md").read_text().splitlines()[0]
+        assert (out / "DATA_SOURCE.md").is_file()
+    assert "--synthetic, but run" in _error(capsys, [*argv, "--out", str(tmp_path / "o"), "--synthetic",
+                                                    "--runs", f"vgg16_wce={real}"])
+    assert "(synthetic data) and" in _error(capsys, [*argv, "--out", str(tmp_path / "o"), "--runs",
+                                                    f"vgg16_wce={marked}", f"resnet50_wce={real}"])
+
+
+def test_runs_trained_on_different_builds_are_refused(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_run(a, "densenet121_wce", TARGETS["densenet121_wce"],
+              config={"manifest_sha256": "1" * 64, "data_summary": _summary(0)})
+    write_run(b, "densenet121_ewl", TARGETS["densenet121_ewl"],
+              config={"manifest_sha256": "2" * 64, "data_summary": _summary(1)})
+    err = _error(capsys, ["table1", "--out", str(tmp_path / "o"), "--runs", f"densenet121_wce={a}",
+                          f"densenet121_ewl={b}"])
+    assert f"runs {a} and {b} were trained on different data (split seed 0 vs 1; test shard files differ)" in err
+    # The same build described by two manifest files (rewritten by a newer build): accepted.
+    write_run(b, "densenet121_ewl", TARGETS["densenet121_ewl"],
+              config={"manifest_sha256": "2" * 64, "data_summary": _summary(0)})
+    assert report.main(["table1", "--out", str(tmp_path / "o"), "--n-resamples", "5", "--runs",
+                        f"densenet121_wce={a}", f"densenet121_ewl={b}"]) == 0
+
+
+def test_departures_from_the_paper_settings_are_said_and_recorded(tmp_path, capsys):
+    """A demo-preset run, or one killed after 2 of its 6 epochs, gives numbers Table I's do not
+    assume: the report says so on one line per set of departures and records them."""
+    run = tmp_path / "demo"
+    write_run(run, "vgg16_wce", TARGETS["vgg16_wce"],
+              config={"model": "vgg16", "seed": 0, "image_size": 48, "epochs": 6, "weights": "none",
+                      "learning_rate": 0.001, "synthetic": True})
+    (run / "history.csv").write_text("epoch,loss\n1,0.5\n2,0.4\n")
+    out = tmp_path / "o"
+    assert report.main(["table1", "--out", str(out), "--n-resamples", "5", "--runs", f"vgg16_wce={run}"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    expected = ["image_size 48 (paper 224)", "epochs 6 (paper 50)", "weights none (paper imagenet)",
+                "unfinished: 2 of 6 epochs trained"]
+    assert notes == [f"note: {run} departs from the paper's settings (§IV.B): {'; '.join(expected)}"]
+    recorded = json.loads((out / "report_config.json").read_text())["table1"]["departures"]
+    assert recorded == {str(run): expected}
+
+
+def test_runs_of_older_code_are_reported_with_one_warning(tmp_path, capsys):
+    run = tmp_path / "old"
+    write_run(run, "vgg16_wce", TARGETS["vgg16_wce"], config={"model": "vgg16"})
+    (run / "config.json").write_text(json.dumps({"model": "vgg16", "seed": 0}))  # no manifest
+    assert report.main(["table1", "--out", str(tmp_path / "o"), "--n-resamples", "5", "--runs",
+                        f"vgg16_wce={run}"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"warning: run(s) {run} record no training data")
 
 
 def test_cli_end_to_end_subprocess_without_tensorflow(runs, tmp_path):

@@ -65,6 +65,31 @@ def test_refusals_are_one_line(extra, message, capsys):
     assert status == 1 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
 
 
+def test_gpus_the_backend_does_not_see_are_refused_before_any_run(tmp_path, capsys):
+    """The bug: on a machine where TensorFlow sees no GPU, GPUS=0,1 printed "start … on GPU 0"
+    and trained on the CPU, the warning only in train.log. This machine has no GPU."""
+    status, out, err = _run(capsys, ["--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+                                     *TINY, "--gpus", "0,1"])
+    assert status == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: --gpus 0,1: tensorflow sees no GPU here, so every run would "
+                          "train on the CPU")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_gpu_ids_past_the_machines_are_named(monkeypatch, capsys):
+    seen = {}
+
+    def two_gpus(gpus):
+        seen["asked"] = gpus
+        return "tensorflow", min(len(gpus), 2)
+
+    monkeypatch.setattr(runs, "visible_gpus", two_gpus)
+    status, _, err = _run(capsys, ["--data", "D", "--runs-dir", "R", *TINY, "--gpus", "1,0,5"])
+    assert status == 1 and seen["asked"] == ["1", "0", "5"]
+    assert err == ("error: --gpus 1,0,5: tensorflow sees only the first 2 of them; GPU id 5 is not "
+                   "a GPU here (CUDA ids count from 0)\n")
+
+
 def test_evaluate_only_of_a_missing_run_names_it(tmp_path, capsys):
     status, out, err = _run(capsys, ["--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
                                      "--keys", "tiny_wce", "--steps", "evaluate"])
@@ -102,11 +127,16 @@ def test_makefile_passes_seeds_and_gpus_to_runs_and_every_seed_to_the_report():
 
 
 @pytest.mark.slow
-def test_parallel_runs_one_failing_then_the_report_over_seeds(shards_dir, tmp_path):
+def test_parallel_runs_one_failing_then_the_report_over_seeds(shards_dir, tmp_path, monkeypatch, capfd):
+    """Two "GPUs" on a CPU machine (the GPU check answers as a machine with two would; each run
+    sees its CUDA_VISIBLE_DEVICES and trains on the CPU): two runs at a time, one key failing."""
+    monkeypatch.setattr(runs, "visible_gpus", lambda gpus: ("tensorflow", len(gpus)))
+    monkeypatch.chdir(ROOT)
     runs_dir, missing = tmp_path / "runs", tmp_path / "missing.weights.h5"
-    cmd = [sys.executable, "-m", "reproduce.runs", "--data", str(shards_dir), "--runs-dir", str(runs_dir),
-           *TINY, "--seeds", "0", "1", "--gpus", "0,1", "--run-options", f"tiny_ewl=--weights {missing}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    status = runs.main(["--data", str(shards_dir), "--runs-dir", str(runs_dir), *TINY, "--seeds", "0", "1",
+                        "--gpus", "0,1", "--run-options", f"tiny_ewl=--weights {missing}"])
+    captured = capfd.readouterr()
+    proc = subprocess.CompletedProcess([], status, captured.out, captured.err)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     # One line per failed run, naming it, its log and the log's own error; nothing else.
     assert proc.stderr.splitlines() == [

@@ -44,6 +44,8 @@ def test_run_folder_has_config_history_and_checkpoints(tiny_run, shards_dir):
     assert saved["model"] == "tiny" and saved["loss"] == "wce" and saved["epochs"] == 3
     assert saved["preset"] == "smoke" and saved["learning_rate"] == 1e-3  # §IV.B
     assert len(saved["manifest_sha256"]) == 64
+    assert saved["synthetic"] is True  # the phantom's mark, from manifest.json
+    assert saved["data_summary"]["split_method"] == "paper" and saved["data_summary"]["size"] == 32
     assert saved["provenance"]["libraries"]["keras"] == keras.__version__
     assert set(saved["provenance"]["code"]) in ({"git_commit", "git_dirty"}, {"package_version"})
     assert not Path(saved["data_dir"]).is_absolute() or str(ROOT) not in saved["data_dir"]
@@ -75,18 +77,47 @@ def test_history_auc_is_the_auc_of_the_best_checkpoint_on_val(tiny_run, shards_d
 
 
 def test_best_checkpoint_is_the_epoch_with_highest_val_auc(tmp_path):
-    """Hand-fed AUCs 0.6, 0.8, 0.7, NaN: best.keras holds epoch 2's weights, last.keras epoch 4's."""
+    """Hand-fed AUCs 0.6, 0.8, 0.7, NaN: best.keras holds epoch 2's weights, last.keras epoch 4's,
+    and each file says which epoch it holds."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    saver = cb.EpochCheckpoints(tmp_path)
-    saver.set_model(model)
+    last, best = cb.LastCheckpoint(tmp_path), cb.BestCheckpoint(tmp_path)
+    for callback in (last, best):
+        callback.set_model(model)
     for epoch, auc in enumerate([0.6, 0.8, 0.7, float("nan")]):
         model.layers[0].bias.assign([float(epoch + 1)])
-        saver.on_epoch_end(epoch, {"val_mean_auc": auc})
-    best = keras.saving.load_model(tmp_path / "best.keras")
-    last = keras.saving.load_model(tmp_path / "last.keras")
-    assert float(best.layers[0].bias.numpy()[0]) == 2.0
-    assert float(last.layers[0].bias.numpy()[0]) == 4.0
+        last.on_epoch_end(epoch, {"val_mean_auc": auc})
+        best.on_epoch_end(epoch, {"val_mean_auc": auc})
+    assert float(keras.saving.load_model(tmp_path / "best.keras").layers[0].bias.numpy()[0]) == 2.0
+    assert float(keras.saving.load_model(tmp_path / "last.keras").layers[0].bias.numpy()[0]) == 4.0
+    assert cb.checkpoint_note(tmp_path / "best.keras") == {"epoch": 2, "val_mean_auc": 0.8}
+    assert cb.checkpoint_note(tmp_path / "last.keras")["epoch"] == 4
     assert not list(tmp_path.glob(".*tmp*"))  # atomic saves leave no temporary files
+
+
+def test_best_keras_is_written_after_the_backup(shards_dir, tmp_path):
+    """The order that makes best.keras reproducible: last.keras, history row, backup, best.keras."""
+    from reproduce import train as train_module
+
+    backup = cb.AtomicBackupAndRestore(tmp_path / "backup")
+    config = tiny_config()
+    order = [type(c).__name__ for c in train_module._callbacks(
+        config, shards_dir, tmp_path, None, keras.Sequential([keras.Input((2,))]), True, backup,
+        (float("-inf"), None), cb.Progress(1, 1))]
+    assert order.index("LastCheckpoint") < order.index("HistoryCSV") < order.index(
+        "AtomicBackupAndRestore") < order.index("BestCheckpoint") == len(order) - 1
+
+
+def test_restore_best_after_a_kill_between_backup_and_copy(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    cb.save_atomically(model, tmp_path / "best.keras", {"epoch": 1, "val_mean_auc": 0.6})
+    cb.save_atomically(model, tmp_path / "last.keras", {"epoch": 2, "val_mean_auc": 0.8})
+    assert cb.restore_best(tmp_path, best_epoch=2)  # epoch 2 was backed up, its copy never made
+    assert cb.checkpoint_note(tmp_path / "best.keras")["epoch"] == 2
+    assert not cb.restore_best(tmp_path, best_epoch=2)  # nothing to mend
+    with pytest.raises(RuntimeError, match="history.csv's best is epoch 3"):
+        cb.restore_best(tmp_path, best_epoch=3)
+    model.save(tmp_path / "best.keras")  # older code: no note, left alone
+    assert not cb.restore_best(tmp_path, best_epoch=3)
 
 
 def test_reconcile_history_drops_rows_past_the_backup(tmp_path):
@@ -156,6 +187,45 @@ def test_kill_9_then_same_command_ends_bit_identical(shards_dir, tmp_path):
     for name in ("last.keras", "best.keras"):
         for a, b in zip(_load_weights(out / name), _load_weights(tmp_path / "ref" / name)):
             assert np.array_equal(a, b), name
+
+
+_KILL_AT_FIRST_BEST = """
+import os, sys
+from reproduce import callbacks
+from reproduce.train import main
+
+def killed(self, epoch, logs=None):  # the process dies after the backup, before best.keras
+    os._exit(9)
+
+callbacks.BestCheckpoint.on_epoch_end = killed
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_kill_between_the_backup_and_best_keras(shards_dir, tmp_path):
+    """Killed after epoch 1's backup, before its best.keras: the same command resumes at epoch 2,
+    mends best.keras from last.keras, and ends with the files of an uninterrupted run."""
+    common = ["--data", str(shards_dir), *TINY, "--loss", "wce", "--epochs", "3", "--steps-per-epoch", "4"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ref = subprocess.run([sys.executable, "-m", "reproduce.train", *common, "--out", str(tmp_path / "ref")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT_FIRST_BEST, *common, "--out", str(out)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    assert json.loads((out / "backup" / "state.json").read_text())["epoch"] == 1
+    assert not (out / "best.keras").exists() and cb.checkpoint_note(out / "last.keras")["epoch"] == 1
+    again = subprocess.run([sys.executable, "-m", "reproduce.train", *common, "--out", str(out)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "epochs 2-3 of 3" in again.stdout, again.stderr[-2000:]
+    history = pd.read_csv(out / "history.csv")
+    pd.testing.assert_frame_equal(history, pd.read_csv(tmp_path / "ref" / "history.csv"), check_exact=True)
+    best_epoch = int(history.loc[history["val_mean_auc"].idxmax(), "epoch"])
+    assert cb.checkpoint_note(out / "best.keras")["epoch"] == best_epoch
+    for a, b in zip(_load_weights(out / "best.keras"), _load_weights(tmp_path / "ref" / "best.keras")):
+        assert np.array_equal(a, b)
 
 
 def test_nan_loss_cli_exits_with_one_line(shards_dir, tmp_path, capsys):
@@ -365,3 +435,39 @@ def test_optimizer_built_before_the_first_step_trains_the_same_weights():
     assert our_traces == 1
     for a, b in zip(ours, lazy, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_steps_per_execution_must_divide_the_steps_of_an_epoch(shards_dir, tmp_path, capsys):
+    """Through the CLI: 12 steps, chunks of 5 would shift every later epoch (Keras' "Your input
+    ran out of data" in epoch 3); refused in one line naming both numbers and what works,
+    before the run folder exists."""
+    out = tmp_path / "run"
+    status = main(["--data", str(shards_dir), *TINY, "--epochs", "3", "--steps-per-epoch", "12",
+                   "--steps-per-execution", "5", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert ("--steps-per-execution 5 does not divide the 12 steps of an epoch" in err
+            and "use --steps-per-execution 4 or 6 (divisors of 12) or --steps-per-epoch 10 or 15" in err)
+    assert "ran out of data" not in err and not out.exists()
+
+
+def test_execution_chunk_suggestions_at_the_paper_scale():
+    from reproduce.data import check_execution_chunks
+
+    check_execution_chunks(2450, 7)  # divides: nothing to say
+    with pytest.raises(ValueError, match=r"use --steps-per-execution 7 or 10 \(divisors of 2450\) "
+                                         r"or --steps-per-epoch 2448 or 2456$"):
+        check_execution_chunks(2450, 8)
+    with pytest.raises(ValueError, match=r"use --steps-per-execution 2 \(divisors of 2\) or "
+                                         r"--steps-per-epoch 4$"):
+        check_execution_chunks(2, 4)
+
+
+def test_training_above_the_stored_size_says_it_enlarges_the_images(shards_dir, tmp_path, capsys):
+    """Shards built at 32², trained at 48²: every image is upscaled (blurred) by the pipeline;
+    allowed, but said (a 64² build trained at the paper's 224² gave no sign before)."""
+    status = main(["--data", str(shards_dir), *TINY, "--epochs", "1", "--steps-per-epoch", "1",
+                   "--image-size", "48", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == 0
+    assert f"warning: {shards_dir} stores 32² images; training at 48² enlarges (blurs) every one" in err

@@ -36,6 +36,9 @@ from data_prep.phantom.draw import DEFAULT_STRENGTH, SIZE, render
 from data_prep.schema import CLASSES
 from data_prep.split import official_split, patient_split
 
+# The mark of the synthetic set: phantom.json {"synthetic": true, ...}; data_prep.build carries it
+# into manifest.json, train into each run's config.json, and every report labels from it.
+PHANTOM_MARK = "phantom.json"
 RGBA_FRACTION = 0.02  # our choice: NIH ships a few RGBA files; we also add 16-bit ones (same share)
 U16_FRACTION = 0.02
 PNG_OPTS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]  # our choice: fastest measured (37 ms, 0.57 MB)
@@ -143,7 +146,7 @@ def _check_and_describe(out: Path, seed, strength, kinds, expert=None, expert_pa
                            "ChestX-ray14 rows; not medical images."}
     if expert is not None:
         meta["expert"] = _expert_block(expert, expert_path, coverage)
-    (out / "phantom.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / PHANTOM_MARK).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
     def body():
         out = make_phantom(args.labels, args.out, args.images, args.seed, args.strength, args.workers,
                            args.expert_labels)
-        meta = json.loads((out / "phantom.json").read_text())
+        meta = json.loads((out / PHANTOM_MARK).read_text())
         print(f"{meta['images']} images of {meta['patients']} patients -> {out} (strength {args.strength})")
         if "expert" in meta:
             per = meta["expert"]["splits"]["paper"]

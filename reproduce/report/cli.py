@@ -31,7 +31,7 @@ from data_prep import cli
 from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path, provenance
 from data_prep.schema import SPLITS
-from reproduce import metrics
+from reproduce import metrics, run_data
 from reproduce.report import expert, seeds, table1
 from reproduce.report.predictions import (KEY_RE, PAPER_KEYS, ReportError, predictions_path,
                                           read_predictions, read_run_config)
@@ -62,7 +62,9 @@ def build_parser():
                         "= one run per training seed")
     p.add_argument("--out", required=True, type=Path, help="folder for the tables and figures")
     p.add_argument("--split", default="test", choices=SPLITS, help="which predictions_<split>.csv to read")
-    p.add_argument("--synthetic", action="store_true", help="runs used the phantom: say so everywhere")
+    p.add_argument("--synthetic", action="store_true",
+                   help="runs used the phantom: say so everywhere (also found without it: runs "
+                        "trained on the phantom record it in config.json; for runs of older code)")
     p.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples (our choice)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed (our choice)")
     p.add_argument("--paper-table", type=Path,
@@ -74,13 +76,29 @@ def build_parser():
 
 
 def _runs_by_seed(args) -> dict:
-    """--runs checked (each run's config.json read; synthetic runs only with --synthetic), as
-    {key: {seed: run}}."""
+    """--runs checked, as {key: {seed: run}}: each run's config.json read, all trained on one
+    build of the data (`run_data.check_same_data`); args.synthetic set from the data (a run
+    trained on the phantom labels every output synthetic, whatever the folder is called)."""
     groups = parse_runs(args.runs)
     if args.n_resamples < 1:
         raise ReportError("--n-resamples must be >= 1")
-    configs = {run: read_run_config(run, args.synthetic) for paths in groups.values() for run in paths}
+    configs = {run: read_run_config(run) for paths in groups.values() for run in paths}
+    run_data.check_same_data(configs)
+    args.synthetic = run_data.synthetic(configs, asserted=args.synthetic)
+    args.departures = {portable_path(run): run_data.departures(c, run) for run, c in configs.items()}
+    _print_departures(args.departures)
     return seeds.group_by_seed(groups, configs)
+
+
+def _print_departures(departures: dict) -> None:
+    """One note line per set of departures from §IV.B (runs of a demo share one line)."""
+    by_text: dict[str, list[str]] = {}
+    for run, found in departures.items():
+        if found:
+            by_text.setdefault("; ".join(found), []).append(run)
+    for text, runs in by_text.items():
+        print(f"note: {', '.join(runs)} depart{'s' if len(runs) == 1 else ''} from the paper's "
+              f"settings (§IV.B): {text}")
 
 
 def _copy_configs(out: Path, runs: dict) -> None:
@@ -120,7 +138,8 @@ def run_report(args) -> None:
         "paper_table": portable_path(args.paper_table) if args.paper_table else
         f"reproduce/report/{table1.PAPER_TABLE}", "n_images": n_images,
         "predictions_sha256": {k: sha256_file(predictions_path(r, args.split)) for k, r in labelled.items()},
-        "run_configs": {k: f"configs/{k}.json" for k in labelled}, "provenance": provenance(),
+        "run_configs": {k: f"configs/{k}.json" for k in labelled}, "departures": args.departures,
+        "provenance": provenance(),
     }
     write_report_config(args.out / "report_config.json", args.what, record)
 
@@ -148,7 +167,8 @@ def run_expert(args) -> None:
         "expert_labels_sha256": sha256_file(args.expert_labels),
         "scores": {f: f"max({', '.join(c)})" for f, c in expert.SCORED.items()},
         "predictions_sha256": {k: sha256_file(predictions_path(r, args.split)) for k, r in runs.items()},
-        "run_configs": {k: f"configs/{k}.json" for k in runs}, "provenance": provenance(),
+        "run_configs": {k: f"configs/{k}.json" for k in runs}, "departures": args.departures,
+        "provenance": provenance(),
     }
     write_report_config(args.out / "report_config.json", "expert", record)
 

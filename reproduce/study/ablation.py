@@ -24,7 +24,7 @@ import pandas as pd
 
 from data_prep import cli
 from data_prep.schema import CLASSES
-from reproduce import metrics
+from reproduce import metrics, run_data
 from reproduce.report.predictions import align_runs, arrays, read_predictions, read_run_config
 from reproduce.study import relations
 from reproduce.study.plots import plot_ewl_term, plot_relations
@@ -60,6 +60,7 @@ def ensure_predictions(config, data_dir: Path, run_dir: Path, preset_name=None) 
             if diff:
                 raise AblationError(f"{saved}: not this ablation's run ({'; '.join(diff[:3])}); "
                                     "delete the run folder to retrain it")
+            _check_data(old, run_dir, data_dir)
         return pred
     import keras
 
@@ -71,6 +72,15 @@ def ensure_predictions(config, data_dir: Path, run_dir: Path, preset_name=None) 
     result = Path(evaluate_run(run_dir, data_dir, split="test"))
     keras.backend.clear_session()  # the next run starts from a fresh graph and fresh memory
     return result if result.is_file() else pred
+
+
+def _check_data(config: dict, run_dir: Path, data_dir: Path) -> None:
+    """A run whose predictions are reused must have been trained (and evaluated) on --data."""
+    from data_prep.checksums import sha256_file
+    from reproduce.data import read_manifest
+
+    run_data.check_trained_on(config, run_dir, data_dir, read_manifest(data_dir),
+                              sha256_file(Path(data_dir) / "manifest.json"), other_data=False)
 
 
 def checkpoint_of(run_dir: Path) -> str:
@@ -135,8 +145,8 @@ def build_parser():
     ap.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples")
     ap.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=False,
-                    help="--data is the phantom: say so everywhere (runs that mention the phantom "
-                         "are refused without it, as in reproduce.report)")
+                    help="--data is the phantom: say so everywhere (also found without it: runs "
+                         "trained on the phantom record it in config.json; for runs of older code)")
     ap.add_argument("--figure-only", action="store_true", help="write OUT/ewl_term.png and stop")
     cli.rename(ap, "--runs", "--runs-dir")
     cli.rename(ap, "--seed", "--bootstrap-seed")
@@ -166,9 +176,10 @@ def run_ablation(args) -> tuple[pd.DataFrame, pd.DataFrame]:
         frames[loss] = read_predictions(run_dirs[loss], "test")
     # The same checks as Table I: one image set, same labels and patients, baseline first.
     frames = align_runs(frames, run_dirs, "test")
-    for loss, run in run_dirs.items():
-        read_run_config(run, args.synthetic)  # a phantom run passed off as real data is refused
-    note = "SYNTHETIC set (phantom), not NIH images" if args.synthetic else "REAL ChestX-ray14"
+    configs = {loss: read_run_config(run) for loss, run in run_dirs.items()}
+    run_data.check_same_data(configs)
+    synthetic = run_data.synthetic(configs, asserted=args.synthetic)  # a fact of the data
+    note = "SYNTHETIC set (phantom), not NIH images" if synthetic else "REAL ChestX-ray14"
     table = pd.DataFrame([ablation_row(loss, df, frames[BASELINE], args.n_resamples, args.bootstrap_seed)
                           for loss, df in frames.items()])
     table.insert(2, "checkpoint", [checkpoint_of(run_dirs[loss]) for loss in frames])
