@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import keras  # noqa: F401  (now, before any test sets $KERAS_HOME: Keras reads it once, at import)
 import pytest
 
 from reproduce import weights
@@ -199,7 +200,7 @@ def test_the_table_is_what_keras_applications_passes_to_get_file(monkeypatch):
         assert (fname, origin) == (record.file_name, record.origin), record.model
         assert options == {"cache_subdir": "models", "file_hash": record.file_hash}, record.model
         assert record.hash_algorithm == "md5"
-    # This process has not changed $KERAS_HOME since Keras read it: both resolve the same folder.
+    # $KERAS_HOME as when Keras read it (imported above, before any test changed it): the same folder.
     assert weights.cache_folder() == Path(keras_home()).expanduser() / "models"
 
 
