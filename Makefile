@@ -55,7 +55,7 @@ PREDICT_OUT ?= predictions
 # make demo's predict examples: four images of the phantom's test split, rows 1, 61, 121, 181 (read when run)
 DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;122p;182p' $(DEMO_SHARDS)/splits/test.csv | cut -d, -f1))
 
-.PHONY: help setup test test-slow labels smoke smoke-shards phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
+.PHONY: help setup test test-slow labels weights smoke smoke-shards phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
         bench-train bench-gpu bench-device bench-backends bench-times clean-demo clean-smoke clean-rehearsal \
         localize predict demo-reference smoke-shards demo-seeds-runs
@@ -101,6 +101,9 @@ test-slow: setup  ## the slow tier: real backbones, several processes, crash and
 
 labels: setup  ## the real ChestX-ray14 label files into data/labels (network once, or ../shared)
 	$(PY) -m data_prep.fetch_labels --out $(dir $(LABELS))
+
+weights: setup  ## the three ImageNet notop files into the Keras cache (network; docs/real-data.md)
+	$(PY) -m reproduce.weights
 
 phantom: labels  ## the synthetic ChestX-ray14 of the demo (NIH layout, real label rows)
 	$(PY) -m data_prep.phantom --labels $(LABELS) --out $(PHANTOM_DIR) --images $(PHANTOM_IMAGES) --seed $(SEED) --workers $(WORKERS) --expert-labels $(EXPERT_LABELS)

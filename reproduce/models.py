@@ -10,12 +10,12 @@ models": ImageNet weights by default; all layers are fine-tuned (§V "we fine-tu
 pre-trained model"). With more than one replica, BatchNormalization is synchronized
 (`synchronize_batchnorm`), so its statistics are those of the global batch of 32.
 
-Offline, "imagenet" weights must already be in the Keras cache; if the file is absent we fail at
-once with `ImagenetWeightsUnavailable` instead of letting Keras try (and time out) a download.
+"imagenet": the notop file keras.applications uses, from the Keras cache or downloaded there on
+first use (`reproduce.weights`: verified against Keras' hash, one downloader per file, a timeout);
+a failed download is `ImagenetWeightsUnavailable`, one line naming the URL, the file and the ways out.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import keras
@@ -23,21 +23,14 @@ from keras import ops
 
 from data_prep.schema import NUM_CLASSES
 from reproduce.config import TEST_MODELS
-from reproduce import backend, custom_objects, init_weights
+from reproduce import backend, custom_objects, init_weights, weights as pretrained
+from reproduce.weights import ImagenetWeightsUnavailable  # noqa: F401  (public here too)
 from reproduce import loss_registry  # module, not name: `import reproduce` may load us mid-import of it
 
-# keras.applications module and constructor per family, and the exact notop file name that
-# keras.applications.<family> downloads into $KERAS_HOME/models (see its WEIGHTS_PATH_NO_TOP).
-_FAMILIES = {
-    "vgg16": ("vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "resnet50": ("resnet", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "densenet121": ("densenet", "DenseNet121",
-                    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-}
-
-
-class ImagenetWeightsUnavailable(RuntimeError):
-    """The ImageNet notop weights file is not in the Keras cache (we run offline)."""
+# keras.applications module and constructor per family, and the notop file that
+# keras.applications.<family> downloads into $KERAS_HOME/models: one table, reproduce.weights.NOTOP.
+_FAMILIES = {name: (record.module, record.constructor, record.file_name)
+             for name, record in pretrained.NOTOP.items()}
 
 
 def preprocess_fn(model_name: str):
@@ -96,27 +89,6 @@ class BackboneInput(keras.layers.Layer):
         return {**super().get_config(), "family": self.family}
 
 
-def keras_cache_dirs() -> list[Path]:
-    """Where keras.applications looks for weights: $KERAS_HOME (or ~/.keras) /models, and the
-    /tmp/.keras/models fallback Keras uses when that folder is not writable."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return [Path(home) / "models", Path("/tmp/.keras/models")]
-
-
-def imagenet_weights_path(model_name: str) -> Path:
-    """The cached ImageNet notop file for a family, or ImagenetWeightsUnavailable (no download)."""
-    if model_name not in _FAMILIES:
-        raise ValueError(f"no ImageNet weights for model {model_name!r} (tiny is for tests)")
-    file_name = _FAMILIES[model_name][2]
-    for folder in keras_cache_dirs():
-        if (folder / file_name).is_file():
-            return folder / file_name
-    raise ImagenetWeightsUnavailable(
-        f"ImageNet weights for {model_name} not found and we are offline: place "
-        f"{file_name} in {keras_cache_dirs()[0]} (the Keras cache, $KERAS_HOME/models or "
-        f"~/.keras/models), or use --weights none or --weights PATH")
-
-
 def tiny_backbone(input_shape, batchnorm: bool = False) -> keras.Model:
     """A 2-conv CNN for tests and smoke runs (not in the paper): seconds on a CPU. With
     `batchnorm` ("tiny-bn"), conv → BatchNorm → ReLU as in ResNet/DenseNet, so replica tests of
@@ -136,8 +108,9 @@ def _application_backbone(model_name: str, input_shape, weights: str) -> keras.M
     module_name, constructor, _ = _FAMILIES[model_name]
     build = getattr(getattr(keras.applications, module_name), constructor)
     if weights == "imagenet":
-        # Pass the cached file's path: Keras loads it by topology and never tries the network.
-        return build(include_top=False, weights=str(imagenet_weights_path(model_name)),
+        # The verified file in the Keras cache (downloaded on first use), passed as a path: Keras
+        # loads it by topology and makes no second download attempt of its own.
+        return build(include_top=False, weights=str(pretrained.imagenet_weights(model_name)),
                      input_shape=input_shape)
     return build(include_top=False, weights=None, input_shape=input_shape)
 

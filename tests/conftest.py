@@ -6,6 +6,9 @@ import os
 # Before any TensorFlow import (data_prep.quiet sets the same defaults when a package loads).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No test reaches the internet: ImageNet weights fetched without a test's own mirror are asked of
+# a closed local port ("Connection refused" at once), never of storage.googleapis.com.
+os.environ.setdefault("REPRODUCE_WEIGHTS_MIRROR", "http://127.0.0.1:9/")
 
 from pathlib import Path  # noqa: E402
 
@@ -135,3 +138,41 @@ def _write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=None, **el
 def write_dicom():
     """write_dicom(path, pixels, photometric="MONOCHROME2", bits_stored=None, **elements) -> path."""
     return _write_dicom
+
+
+@pytest.fixture
+def weights_server():
+    """A local HTTP server on 127.0.0.1 (a thread): `.files[name] = bytes` serves /name, anything
+    else is 404; `.requests` lists every GET path; `.delay_s` waits before answering; `.url` is
+    its folder URL (a --mirror)."""
+    import http.server
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(files={}, requests=[], delay_s=0.0)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            state.requests.append(self.path)
+            time.sleep(state.delay_s)
+            body = state.files.get(self.path.lstrip("/"))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # no access log on stderr
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_port}/"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()

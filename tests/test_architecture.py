@@ -12,8 +12,10 @@ PACKAGES = ("data_prep", "reproduce", "bench")
 # Modules that must never import TensorFlow or Keras at load time, directly or through others:
 # report and metrics run where no model and no GPU exist (README: report never needs a model).
 # reproduce.runs: the orchestrator must hold no GPU itself (its subprocesses do the training).
-TF_FREE = ("reproduce.report", "reproduce.metrics", "reproduce.runs", "reproduce.study.relations", "data_prep.cli",
-           "data_prep.provenance", "data_prep.labels", "data_prep.split")
+# reproduce.weights: `python -m reproduce.weights --help` answers without Keras (it loads Keras
+# only to download).
+TF_FREE = ("reproduce.report", "reproduce.metrics", "reproduce.runs", "reproduce.study.relations", "reproduce.weights",
+           "data_prep.cli", "data_prep.provenance", "data_prep.labels", "data_prep.split")
 
 
 def module_name(path: Path) -> str:

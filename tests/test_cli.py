@@ -28,7 +28,7 @@ def cli_modules() -> list[str]:
 def test_every_program_is_found():
     assert {"data_prep.build", "data_prep.split", "data_prep.fetch_labels", "data_prep.phantom.make",
             "reproduce.train", "reproduce.evaluate", "reproduce.report.cli",
-            "reproduce.study.ablation", "bench.data", "bench.train"} <= set(cli_modules())
+            "reproduce.study.ablation", "reproduce.weights", "bench.data", "bench.train"} <= set(cli_modules())
 
 
 @pytest.mark.parametrize("module", cli_modules())
@@ -144,7 +144,7 @@ BLOCK_TF = ("import sys, runpy\n"
             "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
 
 
-@pytest.mark.parametrize("module", ["reproduce.train", "reproduce.evaluate"])
+@pytest.mark.parametrize("module", ["reproduce.train", "reproduce.evaluate", "reproduce.weights"])
 def test_help_and_version_need_no_tensorflow(module):
     """--help of train/evaluate answers where importing TensorFlow, Keras or JAX fails, and is the
     same text as the full program's parser gives."""

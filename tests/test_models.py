@@ -65,25 +65,39 @@ def test_injected_backbone_and_seeded_head():
     np.testing.assert_array_equal(a, b)
 
 
-def test_imagenet_offline_fails_fast_with_file_name(monkeypatch, tmp_path):
+def test_imagenet_weights_are_fetched_for_the_backbone(monkeypatch):
+    """--weights imagenet asks reproduce.weights for the file (download on first use), by name."""
+    from reproduce import weights
+
+    asked = []
+
+    def fetch(model_name, **kwargs):
+        asked.append(model_name)
+        raise ImagenetWeightsUnavailable("stop here")
+
+    monkeypatch.setattr(weights, "imagenet_weights", fetch)
+    with pytest.raises(ImagenetWeightsUnavailable, match="stop here"):
+        build_model(smoke().override(model="resnet50", weights="imagenet"))
+    assert asked == ["resnet50"]
+
+
+def test_imagenet_with_an_empty_cache_downloads_and_fails_in_one_line(monkeypatch, tmp_path,
+                                                                      weights_server):
+    """The train path (build_model) with an empty Keras cache asks the server (here a local mirror
+    that lacks the file), and the failure names the URL, the file and the ways out, in seconds."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv("REPRODUCE_WEIGHTS_MIRROR", weights_server.url)
     start = time.perf_counter()
     with pytest.raises(ImagenetWeightsUnavailable) as info:
         build_model(smoke().override(model="densenet121", weights="imagenet"))
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0
+    name = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert weights_server.requests == [f"/{name}"]
     message = str(info.value)
-    assert "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
-    assert str(tmp_path / "models") in message
-
-
-def test_imagenet_cached_file_is_found(monkeypatch, tmp_path):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    target = tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    target.parent.mkdir()
-    target.write_bytes(b"")
-    assert models.imagenet_weights_path("resnet50") == target
-    with pytest.raises(ValueError, match="tiny"):
-        models.imagenet_weights_path("tiny")
+    assert "\n" not in message and "offline" not in message
+    for part in (weights_server.url + name, "HTTP 404", str(tmp_path / "models"), "make weights",
+                 "--weights PATH"):
+        assert part in message
 
 
 def test_weights_file_path_loads(tmp_path):
@@ -194,17 +208,29 @@ def test_batchnorm_momentum_is_set_saved_and_changes_only_the_moving_statistics(
 
 
 @pytest.mark.slow
-def test_imagenet_file_in_cache_is_loaded(monkeypatch, tmp_path):
-    """A notop file in the legacy .h5 layout keras.applications downloads is loaded, offline."""
+def test_imagenet_file_is_downloaded_and_loaded(monkeypatch, tmp_path, weights_server):
+    """A notop file in the legacy .h5 layout keras.applications downloads, served by a local
+    mirror with its MD5 in the table: an empty Keras cache gets it, and the backbone loads it."""
+    import dataclasses
+    import hashlib
+
     import h5py
     from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    (tmp_path / "models").mkdir()
+    from reproduce import weights
+
+    name = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
     source = keras.applications.DenseNet121(include_top=False, weights=None, input_shape=(32, 32, 3))
-    with h5py.File(tmp_path / "models" / "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                   "w") as f:
+    with h5py.File(tmp_path / name, "w") as f:
         save_weights_to_hdf5_group(f, source)  # private, but the only writer of that layout
+    served = (tmp_path / name).read_bytes()
+    weights_server.files[name] = served
+    monkeypatch.setitem(weights.NOTOP, "densenet121", dataclasses.replace(
+        weights.NOTOP["densenet121"], file_hash=hashlib.md5(served).hexdigest()))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("REPRODUCE_WEIGHTS_MIRROR", weights_server.url)
     model = build_model(smoke().override(model="densenet121", weights="imagenet"))
+    assert weights_server.requests == [f"/{name}"]
+    assert (tmp_path / "keras" / "models" / name).read_bytes() == served
     for a, b in zip(source.weights, model.get_layer("densenet121").weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
