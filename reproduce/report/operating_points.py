@@ -97,11 +97,20 @@ def weighted_average_precision(y, s, weights) -> float:
     """Average precision Σ (R_k − R_{k−1}) P_k over the distinct scores, highest first, with
     integer case weights (a bootstrap resample); = scikit-learn's with sample_weight. NaN without
     positives."""
-    order = np.argsort(-np.asarray(s, dtype=np.float64), kind="stable")
-    s_sorted, w = np.asarray(s, dtype=np.float64)[order], np.asarray(weights, dtype=np.float64)[order]
-    w_pos = w * np.asarray(y, dtype=np.float64)[order]
-    ends = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]  # last index of each tie group
-    tp, flagged = np.cumsum(w_pos)[ends], np.cumsum(w)[ends]
+    order, ends = _descending(s)
+    return _sorted_average_precision(np.asarray(y, dtype=np.float64)[order], ends,
+                                     np.asarray(weights, dtype=np.float64)[order])
+
+
+def _descending(s) -> tuple[np.ndarray, np.ndarray]:
+    """(order of the scores, highest first; the last position of each group of tied scores)."""
+    s = np.asarray(s, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    return order, np.r_[np.flatnonzero(np.diff(s[order])), s.size - 1]
+
+
+def _sorted_average_precision(y_sorted, ends, w_sorted) -> float:
+    tp, flagged = np.cumsum(w_sorted * y_sorted)[ends], np.cumsum(w_sorted)[ends]
     if tp[-1] == 0:
         return float("nan")
     recall_step = np.diff(np.r_[0.0, tp]) / tp[-1]
@@ -140,7 +149,9 @@ def apply_thresholds(thresholds: dict, labels, scores, patient_ids, class_names,
 def _auprc(y, s, counts, code, alpha, few) -> dict:
     if few:
         return {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
-    boot = [weighted_average_precision(y, s, c[code]) for c in counts]
+    order, ends = _descending(s)  # sorted once; each resample only reweights
+    y_sorted, code_sorted = np.asarray(y, dtype=np.float64)[order], code[order]
+    boot = [_sorted_average_precision(y_sorted, ends, c[code_sorted].astype(np.float64)) for c in counts]
     return {"value": float(average_precision_score(y, s)), **_ci(boot, alpha)}
 
 
