@@ -26,7 +26,7 @@ import pandas as pd
 from reproduce import metrics
 from reproduce.report.predictions import ReportError, arrays
 
-MAX_AGE = 100  # our choice: the oldest plausible age; NIH's 2017 file has 148, 411, ... (errors)
+MAX_AGE = 100  # our choice: the oldest plausible age; above it NIH's 2017 release has a few (errors)
 AGE_BANDS = ((0, 19, "0-19"), (20, 39, "20-39"), (40, 59, "40-59"), (60, 79, "60-79"), (80, MAX_AGE, "80+"))
 SEXES = {"F": "female", "M": "male"}
 VIEWS = ("PA", "AP")
