@@ -217,3 +217,31 @@ def test_subprocess_without_tensorflow(setup, tmp_path):
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line]
     assert "matplotlib" in imported and not [m for m in imported if m.split(".")[0] in ("tensorflow", "keras")]
     assert "| all | all images | 200 | 100 |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_end_to_end_on_trained_phantom_runs(phantom_dir, shards_dir, tmp_path):
+    """The demo's path at test scale: two tiny models trained on the phantom (sigmoid and softmax
+    heads), evaluated on val and test by reproduce.evaluate, then the three reports with the
+    phantom's own label file (--min-positives 2: its splits hold a few dozen images)."""
+    from reproduce.config import smoke
+    from reproduce.evaluate import evaluate_run
+    from reproduce.train import train
+
+    runs = {}
+    for key in KEYS:
+        run = tmp_path / key
+        train(smoke().override(model="tiny", loss=key[-3:]), shards_dir, run)
+        for split in ("val", "test"):
+            evaluate_run(run, shards_dir, split, "best")
+        runs[key] = run
+    out = tmp_path / "out"
+    labels = phantom_dir / "Data_Entry_2017_v2020.csv"
+    for what in ("operating-points", "calibration", "subgroups"):
+        assert report.main(_argv(what, runs, out, labels, extra=["--min-positives", "2"])) == 0
+    written = _read(out / "calibration.csv")
+    assert dict(zip(written["run"], written["head"])) == {"densenet121_wce": "sigmoid", "densenet121_ewl": "softmax"}
+    assert _read(out / "operating_points.csv")["threshold"].notna().any()
+    assert (_read(out / "subgroups.csv")["group"] == "all images").any()
+    for name in ("pr_curves.png", "reliability.png", "subgroups.png"):
+        assert (out / name).stat().st_size > 10_000

@@ -108,7 +108,9 @@ def forest_figure(mean_rows, title: str, min_positives: int):
         for y, g in enumerate(groups):
             r = indexed.loc[(run, *g)]
             if np.isfinite(r["auc"]):
-                ax.errorbar(r["auc"], y + dy, xerr=[[r["auc"] - r["ci_low"]], [r["ci_high"] - r["auc"]]],
+                # a percentile interval of few patients can exclude its point: no negative arm
+                arms = np.nan_to_num([[r["auc"] - r["ci_low"]], [r["ci_high"] - r["auc"]]], nan=0.0).clip(0)
+                ax.errorbar(r["auc"], y + dy, xerr=arms,
                             fmt="o", color=RUN_COLOURS[i % len(RUN_COLOURS)], markersize=4, capsize=2)
     ticks = []
     for y, g in enumerate(groups):
