@@ -192,6 +192,7 @@ def test_bad_inputs_one_line_errors(setup, tmp_path, capsys):
         (run / "predictions_val.csv").unlink()
     assert "validation predictions not found" in _error(capsys, _argv("operating-points", bare, out))
     assert "--split must be another" in _error(capsys, _argv("operating-points", runs, out, extra=["--split", "val"]))
+    assert "fitted on the val split" in _error(capsys, _argv("calibration", runs, out, extra=["--split", "val"]))
     short = write_label_file(tmp_path / "short.csv", drop=5)
     assert "are not in" in _error(capsys, _argv("subgroups", runs, out, short))
     other = write_runs(tmp_path / "other_split", sha="b" * 64)

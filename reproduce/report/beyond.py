@@ -116,6 +116,8 @@ def _summarise_operating_points(table: pd.DataFrame) -> None:
 
 
 def run_calibration(args, runs: dict, by_key: dict, labels: dict) -> dict:
+    if args.split == VALIDATION and args.recalibrate != "none":
+        raise ReportError(f"--recalibrate {args.recalibrate} is fitted on the val split; --split must be another")
     test = read_split(runs, args.split)
     require_positives(next(iter(test.values())), args.split, args.min_positives, "calibration")
     val = (read_validation(runs, test, args.split, f"--recalibrate {args.recalibrate} is fitted there")
