@@ -99,8 +99,9 @@ def run_operating_points(args, runs: dict, by_key: dict, labels: dict) -> dict:
                                      args.min_positives)
     (args.out / "operating_points.md").write_text(text)
     shown = {key: arrays(test[label]) for key, label in first_per_key(by_key, labels).items()}
+    n_test = len(next(iter(test.values())))
     fig = beyond_figures.pr_figure(shown, f"Precision-recall curves, {_data(args)}\n{args.split} split, "
-                                   f"{len(next(iter(test.values())))} images{_seed_note(by_key)}", args.min_positives)
+                                   f"{n_test} images{_seed_note(by_key)}", args.min_positives)
     paths = beyond_figures.save(fig, args.out, "pr_curves")
     _summarise_operating_points(table)
     return {"val_predictions_sha256": _shas(runs, VALIDATION), "figures": [p.name for p in paths]}

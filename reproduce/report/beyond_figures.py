@@ -118,7 +118,8 @@ def forest_figure(mean_rows, title: str, min_positives: int):
         k = len(rows["classes_in_mean"].iloc[0].split("|")) if rows["classes_in_mean"].iloc[0] else 0
         ticks.append(f"{g[0]}: {g[1]} ({int(rows['images'].iloc[0])} images, {k} classes)")
         if not rows["auc"].notna().any():
-            why = f"n<{min_positives}" if rows["too_few_positives"].all() else "no class common to the attribute's groups"
+            why = (f"n<{min_positives}" if rows["too_few_positives"].all()
+                   else "no class common to the attribute's groups")
             ax.text(0.5, y, why, transform=ax.get_yaxis_transform(), ha="center", va="center",
                     color="0.45", fontsize=8)
     ax.set_yticks(range(len(groups)), ticks)

@@ -241,7 +241,8 @@ def markdown(table, title: str, min_positives: int) -> str:
         lines.append(f"| {name} | {g['test_positives']} | {g['prevalence']:.4f} | " + " | ".join(cells) + " |")
     for rule, title_ in RULE_TITLES.items():
         lines += ["", f"## `{rule}`: {title_}", "",
-                  "| Pathology | run | threshold | sensitivity | specificity | PPV | NPV | F1 | flagged per 1,000 |",
+                  "| Pathology | run | threshold | sensitivity | specificity | PPV | NPV | F1 "
+                  "| flagged per 1,000 |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for _, r in table[table["rule"] == rule].iterrows():
             if r["too_few_positives"]:

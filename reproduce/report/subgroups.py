@@ -202,7 +202,8 @@ def pairs_frame(results: dict, class_names) -> pd.DataFrame:
                 rows.append({"run_a": a, "run_b": b, "attribute": g[0], "group": g[1], "class": name,
                              "positives": (sum(info["positives"][c] for c in info["mean_classes"])
                                            if name == MEAN else info["positives"][name]),
-                             "difference": cell.get("auc", float("nan")), "ci_low": cell.get("ci_low", float("nan")),
+                             "difference": cell.get("auc", float("nan")),
+                             "ci_low": cell.get("ci_low", float("nan")),
                              "ci_high": cell.get("ci_high", float("nan")),
                              "delong_p": cell.get("p_value", float("nan")), "too_few_positives": few})
     return pd.DataFrame(rows)
