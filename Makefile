@@ -58,7 +58,7 @@ DEMO_PREDICT_IMAGES = $(addprefix $(PHANTOM_DIR)/images/,$(shell sed -n '2p;62p;
 .PHONY: help setup test test-slow labels weights smoke smoke-shards phantom demo-shards demo-train demo-evaluate demo paper-shards paper-train \
         paper-evaluate paper table1 figure1 expert demo-seeds-runs demo-seeds ablation bench bench-data \
         bench-train bench-gpu bench-device bench-backends bench-times clean-demo clean-smoke clean-rehearsal \
-        localize predict demo-reference smoke-shards demo-seeds-runs
+        localize predict demo-reference smoke-shards demo-seeds-runs operating-points calibration subgroups
 
 $(VENV)/.setup-stamp: setup.cfg pyproject.toml
 	@echo "setting up $(VENV): this package and its dependencies from PyPI (network; ~3.1 GB; a few minutes, once)"
@@ -83,6 +83,7 @@ help:  ## this list
 #:   TRAIN_OPTS="..."       extra reproduce.train options for every paper run
 #:   RUN=runs/densenet121_ewl  IMAGES="files or folders"  PREDICT_OUT=predictions   make predict's
 #:   LABELS=data/labels/Data_Entry_2017_v2020.csv.gz  EXPERT_LABELS=…  BBOX=…  the label files
+#:                          (make subgroups reads age, sex and view from LABELS)
 #:   PHANTOM_DIR=data/phantom PHANTOM_IMAGES=1200 DEMO_SHARDS=data/phantom_tfrecords
 #:     DEMO_RUNS=results/demo/runs DEMO_OUT=results/demo DEMO_SEEDS="0 1 2"   make demo's
 #:   SMOKE_PHANTOM=data/smoke_phantom SMOKE_SHARDS=data/smoke_tfrecords SMOKE_OUT=results/smoke
@@ -119,11 +120,15 @@ $(DEMO_SHARDS)/manifest.json:
 demo-train: $(DEMO_SHARDS)/manifest.json  ## the four Table I runs at the demo preset
 	for key in $(PAPER_KEYS); do $(PY) -m reproduce.train --data $(DEMO_SHARDS) --model $${key%_*} --loss $${key##*_} --preset demo --out $(DEMO_RUNS)/$$key || exit 1; done
 
-demo-evaluate: $(DEMO_SHARDS)/manifest.json  ## their test predictions (trains nothing)
+demo-evaluate: $(DEMO_SHARDS)/manifest.json  ## their validation and test predictions (trains nothing)
+	$(PY) -m reproduce.evaluate --runs $(foreach k,$(PAPER_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --split val
 	$(PY) -m reproduce.evaluate --runs $(foreach k,$(PAPER_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --split test
 
 demo: demo-shards demo-train demo-evaluate  ## the whole paper pipeline on the synthetic set (docs/demo.md)
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
+	$(PY) -m reproduce.report operating-points $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
+	$(PY) -m reproduce.report calibration $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --recalibrate platt --out $(DEMO_OUT) --synthetic
+	$(PY) -m reproduce.report subgroups $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --labels $(PHANTOM_DIR)/Data_Entry_2017_v2020.csv --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.report expert $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --expert-labels $(EXPERT_LABELS) --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.localize --runs $(foreach k,$(LOCALIZE_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --bbox $(PHANTOM_DIR)/BBox_List_2017.csv --out $(DEMO_OUT) --synthetic
 	$(PY) -m reproduce.predict --run $(DEMO_RUNS)/densenet121_wce --out $(DEMO_OUT)/predict --cam $(DEMO_PREDICT_IMAGES)
@@ -154,6 +159,16 @@ table1: setup  ## Table I from RUNS into RESULTS
 
 figure1: setup  ## Figure 1 from RUNS into RESULTS
 	$(PY) -m reproduce.report figure1 $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
+
+# Beyond the AUC (docs/beyond-auc.md): read RUNS/<key>[_s<seed>]/predictions_{val,test}.csv (and the label file).
+operating-points: setup  ## thresholds chosen on validation, applied to test; AUPRC (docs/beyond-auc.md)
+	$(PY) -m reproduce.report operating-points $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --out $(RESULTS)
+
+calibration: setup  ## Brier, ECE, reliability diagram; Platt recalibration fitted on validation
+	$(PY) -m reproduce.report calibration $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --recalibrate platt --out $(RESULTS)
+
+subgroups: labels  ## AUC by sex, age band, view and visit, Eq. (2) - wce per subgroup
+	$(PY) -m reproduce.report subgroups $(call RUN_ARGS,$(PAPER_KEYS),$(RUNS),$(SEEDS)) --labels $(LABELS) --out $(RESULTS)
 
 localize: labels  ## Grad-CAM boxes vs NIH's boxes (docs/use-a-model.md)
 	$(PY) -m reproduce.localize --runs $(call RUN_DIRS,$(LOCALIZE_KEYS),$(RUNS),$(SEEDS)) --data $(SHARDS) --bbox $(BBOX) --out $(RESULTS)

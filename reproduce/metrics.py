@@ -99,7 +99,9 @@ def _weighted_auc(y_sorted: np.ndarray, groups: np.ndarray, weights: np.ndarray)
     return float(np.dot(pos_g, below + 0.5 * neg_g) / (total_pos * total_neg))
 
 
-def _percentile_ci(values: np.ndarray, alpha: float) -> tuple[float, float, int]:
+def percentile_ci(values: np.ndarray, alpha: float) -> tuple[float, float, int]:
+    """(low, high, how many finite values) of the percentile interval at level 1 − alpha; the
+    non-finite values (a resample where the statistic is undefined) are left out."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan"), 0
@@ -119,8 +121,8 @@ def bootstrap_auc_ci(labels, scores, patient_ids, class_names, n_resamples: int 
     "n_resamples", "seed", "alpha", "n_patients", "n_images", "method"}."""
     labels, scores = check_inputs(labels, scores, "bootstrap_auc_ci")
     point = roc_auc_per_class(labels, scores, class_names)  # validates shapes, warns on degenerate
-    boot, n_patients = _bootstrap_resamples(labels, scores, patient_ids, class_names, point,
-                                            n_resamples, seed)
+    boot, n_patients = bootstrap_auc_resamples(labels, scores, patient_ids, class_names, point,
+                                               n_resamples, seed)
     return _summarise_bootstrap(boot, point, class_names, alpha, seed, n_patients, labels.shape[0])
 
 
@@ -139,8 +141,8 @@ def bootstrap_auc_ci_runs(labels, scores_by_run, patient_ids, class_names, n_res
     for scores in scores_by_run:
         labels, scores = check_inputs(labels, scores, "bootstrap_auc_ci_runs")
         point = roc_auc_per_class(labels, scores, class_names)
-        boot, n_patients = _bootstrap_resamples(labels, scores, patient_ids, class_names, point,
-                                                n_resamples, seed)
+        boot, n_patients = bootstrap_auc_resamples(labels, scores, patient_ids, class_names, point,
+                                                   n_resamples, seed)
         points.append(point)
         boots.append(boot)
         runs.append(_summarise_bootstrap(boot, point, class_names, alpha, seed, n_patients, labels.shape[0]))
@@ -151,37 +153,69 @@ def bootstrap_auc_ci_runs(labels, scores_by_run, patient_ids, class_names, n_res
     return {"runs": runs, "mean_over_runs": mean}
 
 
-def _bootstrap_resamples(labels, scores, patient_ids, class_names, point, n_resamples, seed):
-    """([n_resamples, n_classes] AUCs of the patient resamples (NaN: class undefined), n_patients)."""
+def patient_resamples(patient_ids, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The patient draws of every bootstrap in this package: (counts [n_resamples, n_patients],
+    how many times each patient is drawn in each resample; code [N], each image's patient column).
+    An image's weight in resample b is counts[b, code]. Resample b draws n_patients patients with
+    replacement from `np.random.default_rng(seed)`, in order, so a resample depends only on the
+    seed and the sorted patient ids: two runs (or two metrics) on the same images are paired."""
+    patients, code = np.unique(np.asarray(patient_ids), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_resamples, patients.size), dtype=np.int64)
+    for b in range(n_resamples):
+        counts[b] = np.bincount(rng.integers(0, patients.size, patients.size), minlength=patients.size)
+    return counts, code
+
+
+def bootstrap_auc_resamples(labels, scores, patient_ids, class_names, point, n_resamples, seed):
+    """([n_resamples, n_classes] AUCs of the patient resamples (NaN: class undefined or not
+    defined in `point`), n_patients). A class's resamples are scored RESAMPLE_CHUNK at a time
+    (`_weighted_auc_rows`); the sums are of integer case weights, exact in float64, so the
+    numbers are those of `_weighted_auc` one resample at a time, bit for bit."""
     patient_ids = np.asarray(patient_ids)
     if patient_ids.shape != (labels.shape[0],):
         raise ValueError(f"patient_ids {patient_ids.shape} must be [N={labels.shape[0]}]")
-    patients, code = np.unique(patient_ids, return_inverse=True)
-    orders = [np.argsort(scores[:, j], kind="stable") for j in range(len(class_names))]
-    sorted_y = [labels[o, j].astype(np.float64) for j, o in enumerate(orders)]
-    groups = [_tie_groups(scores[o, j]) for j, o in enumerate(orders)]
-    rng = np.random.default_rng(seed)
+    counts, code = patient_resamples(patient_ids, n_resamples, seed)
     boot = np.full((n_resamples, len(class_names)), np.nan)
-    for b in range(n_resamples):
-        counts = np.bincount(rng.integers(0, patients.size, patients.size), minlength=patients.size)
-        weights = counts[code].astype(np.float64)
-        for j, order in enumerate(orders):
-            if np.isfinite(point[class_names[j]]):
-                boot[b, j] = _weighted_auc(sorted_y[j], groups[j], weights[order])
-    return boot, patients.size
+    for j, name in enumerate(class_names):
+        if not np.isfinite(point[name]):
+            continue
+        order = np.argsort(scores[:, j], kind="stable")
+        groups = _tie_groups(scores[order, j])
+        starts = np.flatnonzero(np.r_[True, np.diff(groups) != 0])
+        y_sorted, code_sorted = labels[order, j].astype(np.float64), code[order]
+        for lo in range(0, n_resamples, RESAMPLE_CHUNK):
+            weights = counts[lo:lo + RESAMPLE_CHUNK][:, code_sorted].astype(np.float64)
+            boot[lo:lo + RESAMPLE_CHUNK, j] = _weighted_auc_rows(y_sorted, starts, weights)
+    return boot, counts.shape[1]
+
+
+RESAMPLE_CHUNK = 64  # resamples scored at once: 64 × N float64 per array (11 MB at 22k test images)
+
+
+def _weighted_auc_rows(y_sorted: np.ndarray, starts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`_weighted_auc` of every row of `weights` [B, N] (scores pre-sorted; `starts`: the first
+    index of each group of tied scores); NaN where a row has no positive or no negative weight."""
+    w_pos = weights * y_sorted
+    pos_g = np.add.reduceat(w_pos, starts, axis=1)
+    neg_g = np.add.reduceat(weights - w_pos, starts, axis=1)
+    below = np.cumsum(neg_g, axis=1) - neg_g
+    total = pos_g.sum(axis=1) * neg_g.sum(axis=1)
+    concordant = np.sum(pos_g * (below + 0.5 * neg_g), axis=1)
+    return np.divide(concordant, total, out=np.full(total.shape, np.nan), where=total > 0)
 
 
 def _summarise_bootstrap(boot, point, class_names, alpha, seed, n_patients, n_images) -> dict:
     per_class = {}
     for j, name in enumerate(class_names):
-        low, high, used = _percentile_ci(boot[:, j], alpha)
+        low, high, used = percentile_ci(boot[:, j], alpha)
         per_class[name] = {"auc": point[name], "ci_low": low, "ci_high": high, "n_resamples_used": used}
     defined = np.array([np.isfinite(point[n]) for n in class_names])
     means = np.full(boot.shape[0], np.nan)
     if defined.any():
         complete = np.isfinite(boot[:, defined]).all(axis=1)
         means[complete] = boot[complete][:, defined].mean(axis=1)
-    low, high, used = _percentile_ci(means, alpha)
+    low, high, used = percentile_ci(means, alpha)
     return {
         "per_class": per_class,
         "mean": {"auc": mean_auc(point), "ci_low": low, "ci_high": high, "n_resamples_used": used},

@@ -210,3 +210,25 @@ def test_every_metric_refuses_non_binary_labels_and_nan_scores(call):
         call(BAD_LABELS, SCORES)
     with pytest.raises(ValueError, match="scores must be finite, found 1 NaN"):
         call(LABELS, NAN_SCORES)
+
+
+def test_bootstrap_scores_resamples_in_chunks_bit_for_bit_as_one_at_a_time():
+    """bootstrap_auc_resamples scores RESAMPLE_CHUNK resamples at once; its sums are of integer
+    case weights (exact in float64), so each AUC is _weighted_auc's of that resample, bit for bit,
+    ties and resamples without a positive (NaN) included."""
+    from reproduce.metrics import bootstrap_auc_resamples, patient_resamples, roc_auc_per_class
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((60, 3)) < 0.1).astype(int)
+    y[:2, :] = 1
+    s = np.round(rng.random((60, 3)), 1)  # many ties
+    pid = rng.integers(0, 25, 60)
+    point = roc_auc_per_class(y, s, ("a", "b", "c"))
+    boot, n_patients = bootstrap_auc_resamples(y, s, pid, ("a", "b", "c"), point, 150, seed=4)
+    counts, code = patient_resamples(pid, 150, seed=4)
+    for j in range(3):
+        order = np.argsort(s[:, j], kind="stable")
+        one = [_weighted_auc(y[order, j].astype(float), _tie_groups(s[order, j]), c[code][order].astype(float))
+               for c in counts]
+        assert np.array_equal(boot[:, j], one, equal_nan=True)
+    assert np.isnan(boot).any() and n_patients == np.unique(pid).size

@@ -18,6 +18,10 @@ no file there can be mistaken for a real-data result.
 google2019_nih-chest-xray-labels.csv.gz) against both label sets: DIR/expert_auc.csv,
 DIR/expert_agreement.csv, DIR/expert.md (reproduce/report/expert.py); a key with several seeds
 is scored run by run (KEY_s<seed>).
+`operating-points`, `calibration` and `subgroups` look beyond the AUC (reproduce/report/beyond.py,
+docs/beyond-auc.md): thresholds chosen on RUN/predictions_val.csv and applied to the split;
+Brier, ECE and reliability (--recalibrate: fitted on validation); AUC by sex, age, view and visit
+from the label file (--labels). A key with several seeds is reported run by run (KEY_s<seed>).
 """
 from __future__ import annotations
 
@@ -32,8 +36,9 @@ from data_prep.checksums import sha256_file
 from data_prep.provenance import portable_path, provenance
 from data_prep.schema import SPLITS
 from reproduce import metrics, run_data
-from reproduce.report import expert, seeds, table1
-from reproduce.report.predictions import (KEY_RE, PAPER_KEYS, ReportError, predictions_path,
+from reproduce.report import beyond, expert, seeds, table1
+from reproduce.report.calibration import METHODS
+from reproduce.report.predictions import (KEY_RE, MIN_POSITIVES, PAPER_KEYS, ReportError, predictions_path,
                                           read_predictions, read_run_config)
 
 
@@ -55,7 +60,8 @@ def parse_runs(items: list[str]) -> dict[str, list[Path]]:
 
 def build_parser():
     p = cli.make_parser("reproduce.report", __doc__)
-    p.add_argument("what", choices=("table1", "figure1", "all", "expert"), help="which output to write")
+    p.add_argument("what", choices=("table1", "figure1", "all", "expert", *beyond.SUBCOMMANDS),
+                   help="which output to write")
     p.add_argument("--runs", action="extend", nargs="+", required=True, metavar="KEY=RUN",
                    help=f"run folders, several after one --runs or one per --runs; KEY in "
                         f"{', '.join(PAPER_KEYS)} or an ablation name; a KEY given several times "
@@ -71,6 +77,15 @@ def build_parser():
                    help="another transcription of the paper's Table I (default: the package's)")
     p.add_argument("--expert-labels", type=Path, metavar="FILE",
                    help="expert: google2019_nih-chest-xray-labels.csv[.gz] (make labels fetches it)")
+    p.add_argument("--labels", type=Path, metavar="FILE",
+                   help="subgroups: the label file with age, sex, view and follow-up of the images "
+                        "(Data_Entry_2017_v2020.csv[.gz]; the demo: its phantom's own)")
+    p.add_argument("--min-positives", type=int, default=MIN_POSITIVES,
+                   help="operating-points, calibration, subgroups: no number from fewer positives "
+                        "(or negatives) than this, only a flag (our choice)")
+    p.add_argument("--recalibrate", default="none", choices=METHODS,
+                   help="calibration: per-class recalibration fitted on RUN/predictions_val.csv "
+                        "(Platt or isotonic), scored on the split")
     cli.rename(p, "--seed", "--bootstrap-seed")
     return p
 
@@ -173,6 +188,29 @@ def run_expert(args) -> None:
     write_report_config(args.out / "report_config.json", "expert", record)
 
 
+def run_beyond(args) -> None:
+    """operating-points, calibration, subgroups: every run of every key (KEY_s<seed> with several
+    seeds), the subcommand's tables and figure, its entry in report_config.json."""
+    by_key = _runs_by_seed(args)
+    if args.min_positives < 1:
+        raise ReportError("--min-positives must be >= 1")
+    labels = {(k, s): seeds.run_label(k, s, len(by_seed)) for k, by_seed in by_key.items() for s in by_seed}
+    runs = {labels[(k, s)]: run for k, by_seed in by_key.items() for s, run in by_seed.items()}
+    _copy_configs(args.out, runs)
+    extra = beyond.SUBCOMMANDS[args.what](args, runs, by_key, labels)
+    record = {
+        "command": args.what, "argv": [_portable_arg(a) for a in args.argv],
+        "runs": {k: portable_path(v) for k, v in runs.items()}, "out": portable_path(args.out),
+        "split": args.split, "synthetic": args.synthetic, "n_resamples": args.n_resamples,
+        "bootstrap_seed": args.bootstrap_seed, "alpha": 0.05, "min_positives": args.min_positives,
+        "predictions_sha256": {k: sha256_file(predictions_path(r, args.split)) for k, r in runs.items()},
+        "run_configs": {k: f"configs/{k}.json" for k in runs}, "provenance": provenance(), **extra,
+    }
+    if args.synthetic:
+        beyond.write_data_source(args.out, args.what)
+    write_report_config(args.out / "report_config.json", args.what, record)
+
+
 def _portable_arg(arg: str) -> str:
     key, sep, value = arg.partition("=")
     return f"{key}={portable_path(value)}" if sep and not arg.startswith("-") else portable_path(arg)
@@ -185,7 +223,7 @@ def write_report_config(path: Path, what: str, record: dict) -> None:
         saved = json.loads(path.read_text()) if path.is_file() else {}
     except json.JSONDecodeError:
         saved = {}
-    outputs = ("table1", "figure1", "expert")
+    outputs = ("table1", "figure1", "expert", *beyond.SUBCOMMANDS)
     saved = {k: v for k, v in saved.items() if k in outputs} if isinstance(saved, dict) else {}
     for output in (("table1", "figure1") if what == "all" else (what,)):
         saved[output] = record
@@ -198,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in report_config.json
     if args.what == "expert" and args.expert_labels is None:
         parser.error("expert needs --expert-labels FILE (google2019_nih-chest-xray-labels.csv.gz)")
+    if args.what == "subgroups" and args.labels is None:
+        parser.error("subgroups needs --labels FILE (Data_Entry_2017_v2020.csv.gz: age, sex, view)")
 
     def body():
         with warnings.catch_warnings():
             warnings.simplefilter("default", metrics.DegenerateClassWarning)
-            (run_expert if args.what == "expert" else run_report)(args)
+            (run_expert if args.what == "expert" else run_beyond if args.what in beyond.SUBCOMMANDS
+             else run_report)(args)
 
     return cli.run(body)
