@@ -121,8 +121,7 @@ demo-train: $(DEMO_SHARDS)/manifest.json  ## the four Table I runs at the demo p
 	for key in $(PAPER_KEYS); do $(PY) -m reproduce.train --data $(DEMO_SHARDS) --model $${key%_*} --loss $${key##*_} --preset demo --out $(DEMO_RUNS)/$$key || exit 1; done
 
 demo-evaluate: $(DEMO_SHARDS)/manifest.json  ## their validation and test predictions (trains nothing)
-	$(PY) -m reproduce.evaluate --runs $(foreach k,$(PAPER_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --split val
-	$(PY) -m reproduce.evaluate --runs $(foreach k,$(PAPER_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --split test
+	$(PY) -m reproduce.evaluate --runs $(foreach k,$(PAPER_KEYS),$(DEMO_RUNS)/$(k)) --data $(DEMO_SHARDS) --split val test
 
 demo: demo-shards demo-train demo-evaluate  ## the whole paper pipeline on the synthetic set (docs/demo.md)
 	$(PY) -m reproduce.report all $(foreach k,$(PAPER_KEYS),--runs $(k)=$(DEMO_RUNS)/$(k)) --out $(DEMO_OUT) --synthetic
@@ -148,7 +147,7 @@ $(SHARDS)/manifest.json:
 paper-train: $(SHARDS)/manifest.json  ## train the four Table I runs (paper preset)
 	$(PY) -m reproduce.runs --steps train --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)$(if $(TRAIN_OPTS), -- $(TRAIN_OPTS))
 
-paper-evaluate: $(SHARDS)/manifest.json  ## their test predictions
+paper-evaluate: $(SHARDS)/manifest.json  ## their validation and test predictions
 	$(PY) -m reproduce.runs --steps evaluate --data $(SHARDS) --preset paper --runs-dir $(RUNS) --keys $(PAPER_KEYS) $(RUNS_OPTS)
 
 paper: $(SHARDS)/manifest.json  ## train and evaluate the four Table I runs (docs/gpus.md)

@@ -41,8 +41,9 @@ def evaluate_parser():
                        help="several run folders, evaluated one after another in one process (one "
                             "TensorFlow start-up; each writes what --run RUN alone writes)")
     parser.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build")
-    parser.add_argument("--split", default="test", choices=SPLITS,
-                        help="which split to predict (Table I: test)")
+    parser.add_argument("--split", nargs="+", default=["test"], choices=SPLITS, metavar="SPLIT",
+                        help="which splits to predict, each into its own predictions_<split>.csv "
+                             "(Table I: test; val for the reports beyond the AUC)")
     parser.add_argument("--checkpoint", choices=["best", "last"],
                         help="which checkpoint (default: the run's config.checkpoint, best)")
     parser.add_argument("--verify-shards", action="store_true",

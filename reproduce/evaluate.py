@@ -1,6 +1,6 @@
 """Predict one split with a trained run's checkpoint; write its predictions and AUCs (§IV.C).
 
-    python -m reproduce.evaluate --run RUN --data SHARDS [--split test] [--checkpoint best|last]
+    python -m reproduce.evaluate --run RUN --data SHARDS [--split [val] test] [--checkpoint best|last]
 
 RUN/predictions_<split>.csv: one row per image in record order — image_index, patient_id,
 label_<Class> ×14, score_<Class> ×14 (classes as data_prep.schema.CLASSES, Table I order).
@@ -242,14 +242,15 @@ def main(argv=None) -> int:
         if len(runs) > 1:
             tf.get_logger().addFilter(NEW_MODEL_RETRACING)
         for run in runs:
-            out = evaluate_run(run, args.data, args.split, args.checkpoint, args.verify_shards,
-                               args.other_data)
-            summary = json.loads((out.parent / f"metrics_{args.split}.json").read_text())
-            ci = summary["ci95"]["mean"]
-            print(f"{out}: {summary['n_images']} images, {args.split} mean AUC "
-                  f"{_fmt(summary['mean_auc'])} (95% CI {_fmt(ci['ci_low'])}–{_fmt(ci['ci_high'])}, "
-                  f"{summary['checkpoint']} checkpoint)")
-            keras.backend.clear_session()  # the next run's model starts from a clean graph
+            for split in dict.fromkeys(args.split):
+                out = evaluate_run(run, args.data, split, args.checkpoint, args.verify_shards,
+                                   args.other_data)
+                summary = json.loads((out.parent / f"metrics_{split}.json").read_text())
+                ci = summary["ci95"]["mean"]
+                print(f"{out}: {summary['n_images']} images, {split} mean AUC "
+                      f"{_fmt(summary['mean_auc'])} (95% CI {_fmt(ci['ci_low'])}–"
+                      f"{_fmt(ci['ci_high'])}, {summary['checkpoint']} checkpoint)")
+                keras.backend.clear_session()  # the next model starts from a clean graph
 
     return cli.run(body)
 

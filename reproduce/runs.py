@@ -2,17 +2,18 @@
 
     python -m reproduce.runs --data SHARDS --preset paper --runs-dir runs
         --keys vgg16_wce resnet50_wce densenet121_wce densenet121_ewl
-        [--seeds 0 1 2] [--gpus 0,1,2,3] [--split test] [--steps train evaluate]
+        [--seeds 0 1 2] [--gpus 0,1,2,3] [--split val test] [--steps train evaluate]
         [--run-options RUN=OPTIONS ...] [--dry-run] [-- extra reproduce.train options]
 
 (`make paper [SEEDS="0 1 2"] [GPUS=0,1,2,3]`, `make demo-seeds`.) KEY is <model>_<loss>. Each run
-is `python -m reproduce.train` then `python -m reproduce.evaluate --split SPLIT`, run as
+is `python -m reproduce.train` then `python -m reproduce.evaluate --split SPLIT …`, run as
 subprocesses through their own CLIs, into RUNS/<key> (no --seeds) or RUNS/<key>_s<seed> (with
 --seeds; `--seed <seed>` goes to train, which records it in RUN/config.json). A finished run is
 not retrained (train sees it is complete and says so); evaluation is redone (it is cheap).
 
 Without --gpus: one run after the other, output streamed to the terminal and appended to
-RUN/train.log and RUN/evaluate_<split>.log. With --gpus: one run per listed GPU at a time, each
+RUN/train.log and RUN/evaluate_<splits>.log (evaluate_val_test.log by default: validation
+predictions for the reports that choose thresholds there, test predictions for Table I). With --gpus: one run per listed GPU at a time, each
 process seeing only its GPU (CUDA_VISIBLE_DEVICES) with memory growth on
 (TF_FORCE_GPU_ALLOW_GROWTH), its output only in those logs, one status line per start and finish
 here. A failed run does not stop the others; at the end, one `error:` line per failed run names
@@ -45,17 +46,18 @@ OWNED = ("--data", "--out", "--model", "--loss", "--preset")
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One run: its folder (named KEY or KEY_s<seed>), the argv of each step, the split evaluated."""
+    """One run: its folder (named KEY or KEY_s<seed>), the argv of each step, the splits evaluated
+    (the last one's mean AUC is shown when the run is done)."""
     run_dir: Path
     commands: dict  # step -> argv
-    split: str
+    splits: tuple
 
     @property
     def name(self) -> str:
         return self.run_dir.name
 
     def log(self, step: str) -> Path:
-        return self.run_dir / ("train.log" if step == "train" else f"evaluate_{self.split}.log")
+        return self.run_dir / ("train.log" if step == "train" else f"evaluate_{'_'.join(self.splits)}.log")
 
 
 @dataclasses.dataclass
@@ -160,8 +162,8 @@ def plan_jobs(args, extra: list[str]) -> list[Job]:
                  *([] if seed is None else ["--seed", str(seed)]), *extra,
                  *per_run.get(key, []), *per_run.get(run_dir.name, [])]
         evaluate = [sys.executable, "-m", "reproduce.evaluate", "--run", str(run_dir),
-                    "--data", str(args.data), "--split", args.split]
-        jobs.append(Job(run_dir, {"train": train, "evaluate": evaluate}, args.split))
+                    "--data", str(args.data), "--split", *args.split]
+        jobs.append(Job(run_dir, {"train": train, "evaluate": evaluate}, tuple(args.split)))
     return jobs
 
 
@@ -239,14 +241,14 @@ class Runner:
 
 def finish_line(result: Result) -> str:
     """'done RUN in N s, test mean AUC X' (from RUN/metrics_<split>.json) or 'FAILED RUN (step, exit)'."""
-    job = result.job
+    job, split = result.job, result.job.splits[-1]
     if result.failed_step is not None:
         return f"FAILED {job.name} ({result.failed_step}, exit {result.status})"
     try:
-        value = json.loads((job.run_dir / f"metrics_{job.split}.json").read_text()).get("mean_auc")
+        value = json.loads((job.run_dir / f"metrics_{split}.json").read_text()).get("mean_auc")
     except (OSError, json.JSONDecodeError):
         value = None
-    auc = f", {job.split} mean AUC {value:.4f}" if isinstance(value, (int, float)) else ""
+    auc = f", {split} mean AUC {value:.4f}" if isinstance(value, (int, float)) else ""
     return f"done {job.name} in {result.seconds:.0f} s{auc}"
 
 
@@ -314,7 +316,9 @@ def build_parser():
                         "RUNS/<key>, the preset's seed)")
     p.add_argument("--gpus", help="GPU ids, comma-separated: one run per GPU at a time "
                                   "(default: one run after another, on what TensorFlow finds)")
-    p.add_argument("--split", default="test", choices=SPLITS, help="the split reproduce.evaluate predicts")
+    p.add_argument("--split", nargs="+", default=["val", "test"], choices=SPLITS, metavar="SPLIT",
+                   help="the splits reproduce.evaluate predicts (val: for the reports that choose "
+                        "thresholds or recalibrate there; test: Table I)")
     p.add_argument("--steps", action="extend", nargs="+", choices=STEPS, metavar="STEP",
                    help="train, evaluate or both (default: both, train first)")
     p.add_argument("--run-options", action="extend", nargs="+", metavar="RUN=OPTIONS",

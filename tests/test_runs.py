@@ -39,7 +39,8 @@ def test_dry_run_plans_folders_seeds_and_options(capsys):
         for step in ("train", "evaluate")]  # seed-major: every key's first seed first
     assert lines[0] == ("tiny_wce_s0 train: python -m reproduce.train --data D --model tiny --loss wce "
                         "--preset smoke --out R/tiny_wce_s0 --seed 0 --batch-size 8 --epochs 3")
-    assert lines[1] == "tiny_wce_s0 evaluate: python -m reproduce.evaluate --run R/tiny_wce_s0 --data D --split test"
+    assert lines[1] == ("tiny_wce_s0 evaluate: python -m reproduce.evaluate --run R/tiny_wce_s0 --data D "
+                        "--split val test")
     assert lines[6].endswith("--seed 1 --batch-size 8 --weights 'w x.h5'")  # that run only
     assert "--weights" not in lines[2] and "--epochs" not in lines[2]
     status, out, _ = _run(capsys, ["--data", "D", "--runs-dir", "R", *TINY, "--dry-run", "--steps", "train"])
@@ -151,7 +152,8 @@ def test_parallel_runs_one_failing_then_the_report_over_seeds(shards_dir, tmp_pa
     for seed in (0, 1):  # the other runs are complete, each with its seed
         run = runs_dir / f"tiny_wce_s{seed}"
         assert {"config.json", "history.csv", "best.keras", "last.keras", "predictions_test.csv",
-                "metrics_test.json", "train.log", "evaluate_test.log"} <= {p.name for p in run.iterdir()}
+                "metrics_test.json", "predictions_val.csv", "metrics_val.json", "train.log",
+                "evaluate_val_test.log"} <= {p.name for p in run.iterdir()}
         assert json.loads((run / "config.json").read_text())["seed"] == seed
         assert "CUDA_VISIBLE_DEVICES=" in (run / "train.log").read_text().splitlines()[1]
         assert not (runs_dir / f"tiny_ewl_s{seed}" / "predictions_test.csv").exists()
@@ -180,7 +182,7 @@ def test_parallel_runs_one_failing_then_the_report_over_seeds(shards_dir, tmp_pa
 
     # Without --gpus: one after the other, streamed to the terminal and appended to the log.
     cmd = [sys.executable, "-m", "reproduce.runs", "--data", str(shards_dir), "--runs-dir", str(runs_dir),
-           "--preset", "smoke", "--keys", "tiny_wce", "--seeds", "0", "--steps", "evaluate"]
+           "--preset", "smoke", "--keys", "tiny_wce", "--seeds", "0", "--steps", "evaluate", "--split", "test"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{runs_dir / 'tiny_wce_s0' / 'predictions_test.csv'}: " in proc.stdout
