@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import cli, images, shards
+from common import cli
+from data_prep import images, shards
 from data_prep.build import build_dataset, find_label_file, index_images
 
 READ_RECORDS = 4096  # our choice: enough records per read timing to dwarf tf.data start-up

@@ -36,7 +36,7 @@ from bench import device_worker
 from bench.device_report import brief, report
 from bench.projection import TABLE1_RUNS, table1_hours
 from bench.workers import run_for_rows
-from data_prep import cli, provenance
+from common import cli, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = ("densenet121", "resnet50", "vgg16")  # the paper's baseline first (§III)

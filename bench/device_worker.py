@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import cli
-from data_prep.provenance import cpu_facts
+from common import cli
+from common.provenance import cpu_facts
 
 PRECISIONS = {"bf16": "mixed_bfloat16", "fp32": "float32", "fp16": "mixed_float16"}  # Keras dtype policies
 POSITIVE_RATE = 0.05  # our choice, about ChestX-ray14's share of positive labels; speed ignores it

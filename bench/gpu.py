@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bench.projection import TABLE1_RUNS, table1_hours
 from bench.workers import run_for_rows
-from data_prep import cli
+from common import cli
 
 BACKBONES = ("densenet121", "resnet50", "vgg16")
 GOALS = {"densenet121_mixed_xla_img_s": 1500.0, "table1_one_per_gpu_hours": 3.0}  # our goals, H100-class

@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from bench.pipeline import time_batches
-from data_prep import cli
+from common import cli
 from bench.timing import compiled_model, fit_seconds, machine_facts
 from reproduce import distribute
 from reproduce.config import paper

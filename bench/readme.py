@@ -26,8 +26,8 @@ from pathlib import Path
 from bench.backends import backends_section
 from bench.device_report import gpu_jax
 from bench.make_times import demo_profile, times_section
-from data_prep import cli
-from data_prep.provenance import portable_path
+from common import cli
+from common.provenance import portable_path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_GOAL = 2.0  # our target for the build vs a naive loop (per core)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli, shards
+from common import cli
+from data_prep import shards
 from data_prep.images import ImageError
 from data_prep.phantom.make import PHANTOM_MARK
 from data_prep.labels import LabelFileError, label_matrix, read_label_file

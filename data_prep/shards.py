@@ -18,7 +18,7 @@ import os
 import struct
 from pathlib import Path
 
-from data_prep.checksums import sha256_file
+from common.checksums import sha256_file
 from data_prep.images import ImageError, load_image
 from data_prep.schema import SHARD_GLOB, SHARD_TEMPLATE, SPLITS
 

@@ -8,7 +8,7 @@ import ast
 import sys
 from pathlib import Path
 
-from data_prep import cli
+from common import cli
 from data_prep.schema import SPLITS
 from reproduce import config as config_module
 from reproduce.config import LOSS_NAMES, PRESETS

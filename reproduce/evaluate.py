@@ -28,9 +28,9 @@ import numpy as np
 import tensorflow as tf
 
 import reproduce.loss_registry  # noqa: F401  (registers the custom losses before a checkpoint loads)
-from data_prep import cli
-from data_prep.checksums import sha256_file
-from data_prep.provenance import portable_path
+from common import cli
+from common.checksums import sha256_file
+from common.provenance import portable_path
 from data_prep.schema import CLASSES, SPLITS
 from data_prep.shards import verify_shards
 from reproduce import backend

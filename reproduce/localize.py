@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
-from data_prep.checksums import sha256_file
+from common import cli
+from common.checksums import sha256_file
 from data_prep.labels import read_bbox_file
-from data_prep.provenance import portable_path, provenance
+from common.provenance import portable_path, provenance
 from data_prep.schema import CLASSES, SPLITS
 from reproduce import run_data
 from reproduce.report import localization as loc

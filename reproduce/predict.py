@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
-from data_prep.checksums import sha256_file
+from common import cli
+from common.checksums import sha256_file
 from data_prep.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
 from data_prep.images import ImageError, load_image, resize_square
-from data_prep.provenance import PROJECT_ROOT, portable_path, provenance
+from common.provenance import PROJECT_ROOT, portable_path, provenance
 from data_prep.schema import CLASSES, NUM_CLASSES, encode_example
 from reproduce.config import Config
 from reproduce.report.predictions import SCORE_COLUMNS

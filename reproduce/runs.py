@@ -34,7 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from data_prep import cli
+from common import cli
 from data_prep.schema import SPLITS
 from reproduce.config import MODELS, PRESETS
 from reproduce.report.predictions import KEY_RE

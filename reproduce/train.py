@@ -26,9 +26,9 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from data_prep import cli
-from data_prep.checksums import sha256_file
-from data_prep.provenance import portable_path, provenance
+from common import cli
+from common.checksums import sha256_file
+from common.provenance import portable_path, provenance
 from data_prep.shards import manifest_summary, verify_shards
 from reproduce import backend
 from reproduce import callbacks as cb

@@ -25,7 +25,7 @@ import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep import cli
+from common import cli
 
 # Our choice: a download fails when the server sends nothing for this long (connect, or between
 # two reads; urllib's socket timeout), so an unreachable or stalled server never hangs a run.

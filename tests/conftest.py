@@ -3,7 +3,7 @@
 with its TFRecords, built once per test session."""
 import os
 
-# Before any TensorFlow import (data_prep.quiet sets the same defaults when a package loads).
+# Before any TensorFlow import (common.quiet sets the same defaults when a package loads).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # No test reaches the internet: ImageNet weights fetched without a test's own mirror are asked of

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("data_prep", "reproduce", "bench")
+PACKAGES = ("common", "data_prep", "reproduce", "bench")
 # Modules that must never import TensorFlow or Keras at load time, directly or through others:
 # report and metrics run where no model and no GPU exist (README: report never needs a model).
 # reproduce.runs: the orchestrator must hold no GPU itself (its subprocesses do the training).
 # reproduce.weights: `python -m reproduce.weights --help` answers without Keras (it loads Keras
 # only to download).
 TF_FREE = ("reproduce.report", "reproduce.metrics", "reproduce.runs", "reproduce.study.relations", "reproduce.weights",
-           "data_prep.cli", "data_prep.provenance", "data_prep.labels", "data_prep.split")
+           "common.cli", "common.provenance", "data_prep.labels", "data_prep.split")
 
 
 def module_name(path: Path) -> str:
@@ -102,7 +102,8 @@ def test_every_module_is_in_the_architecture_doc():
     assert not missing, f"docs/architecture.md does not mention: {missing}"
 
 
-@pytest.mark.parametrize("package, forbidden", [("data_prep", ("reproduce", "bench")),
+@pytest.mark.parametrize("package, forbidden", [("common", ("data_prep", "reproduce", "bench")),
+                                                ("data_prep", ("reproduce", "bench")),
                                                 ("reproduce", ("bench",))])
 def test_imports_follow_the_flow(package, forbidden):
     bad = [(name, t) for name, targets in graph(top_level_only=False).items()

@@ -1,4 +1,4 @@
-"""One CLI convention everywhere (data_prep.cli): every program is `python -m …`, every option has
+"""One CLI convention everywhere (common.cli): every program is `python -m …`, every option has
 a help line that shows its default, usage errors exit 2, and input errors are one `error:` line
 with exit 1. Programs are found by their `build_parser` (read from the source, nothing run)."""
 import ast
@@ -77,7 +77,7 @@ def _options(module: str) -> dict:
 
 
 def test_one_name_per_meaning_across_programs():
-    """data_prep.cli's vocabulary: --data SHARDS is a TFRecord folder, --split a subset,
+    """common.cli's vocabulary: --data SHARDS is a TFRecord folder, --split a subset,
     --split-method how patients are split, --run one run, --runs several, --runs-dir a folder of
     runs, --bootstrap-seed the bootstrap's seed, --synthetic "the phantom" (off by default)."""
     from data_prep.schema import SPLITS
@@ -125,7 +125,7 @@ def test_old_spellings_still_work_for_one_release_and_say_so(module, old, new, c
 
 @pytest.mark.parametrize("module", ["data_prep.build", "reproduce.report"])
 def test_version_names_the_package_version_and_the_commit(module):
-    from data_prep.provenance import code_version, package_version
+    from common.provenance import code_version, package_version
 
     done = subprocess.run([sys.executable, "-m", module, "--version"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
+from common import cli
 from data_prep.schema import CLASSES
 from reproduce import metrics, run_data
 from reproduce.report.predictions import align_runs, arrays, read_predictions, read_run_config
@@ -76,7 +76,7 @@ def ensure_predictions(config, data_dir: Path, run_dir: Path, preset_name=None) 
 
 def _check_data(config: dict, run_dir: Path, data_dir: Path) -> None:
     """A run whose predictions are reused must have been trained (and evaluated) on --data."""
-    from data_prep.checksums import sha256_file
+    from common.checksums import sha256_file
     from reproduce.data import read_manifest
 
     run_data.check_trained_on(config, run_dir, data_dir, read_manifest(data_dir),

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CODE_PATHS = ("data_prep", "reproduce", "bench", "setup.cfg", "pyproject.toml", "Makefile")
+CODE_PATHS = ("common", "data_prep", "reproduce", "bench", "setup.cfg", "pyproject.toml", "Makefile")
 LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn")
 DISTRIBUTION = "mo-cai-2019-reproduction"  # setup.cfg [metadata] name
 

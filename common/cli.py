@@ -1,7 +1,7 @@
 """The one command-line convention of every program in this repository.
 
-Used by data_prep.*, reproduce.* and bench.* (data_prep is the upstream package, so everything may
-import it; it imports nothing of theirs):
+Used by data_prep.*, reproduce.* and bench.* (common is the bottom floor, so everything may import
+it; it imports nothing of theirs):
 
 - the program is always named `python -m PACKAGE.MODULE` (`make_parser`);
 - every option has a help line, and the help shows its default (`DefaultsFormatter`);
@@ -69,7 +69,7 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from data_prep.provenance import code_version, package_version
+        from common.provenance import code_version, package_version
 
         code = code_version()
         where = (f"git {code['git_commit'][:12]}{' with local edits' if code['git_dirty'] else ''}"
