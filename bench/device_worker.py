@@ -196,7 +196,7 @@ def build_parser():
     p.add_argument("--deadline", type=float, required=True, help="Unix time to be done by")
     p.add_argument("--probe", action="store_true", help="write the machine row only")
     p.add_argument("--cache", help="JAX compilation cache folder shared by the tasks (model building only)")
-    p.add_argument("--backbone", default="densenet121", help="the model (reproduce.config.MODELS)")
+    p.add_argument("--backbone", default="densenet121", help="the model (reproduce/backbones.py)")
     p.add_argument("--loss", default="wce", help="the loss (reproduce.loss_registry)")
     p.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS), help="Keras dtype policy")
     p.add_argument("--image-size", type=int, default=224, help="image side in pixels")

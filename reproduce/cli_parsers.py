@@ -29,7 +29,7 @@ def train_parser():
     p.add_argument("--verify-shards", action="store_true",
                    help="also check every shard's SHA-256 against manifest.json (size and record "
                         "count are always checked)")
-    config_module.add_arguments(p, choices={"loss": LOSS_NAMES})
+    config_module.add_arguments(p, extra_choices={"loss": LOSS_NAMES})
     return p
 
 

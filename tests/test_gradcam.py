@@ -7,7 +7,10 @@ import pytest
 
 from data_prep.schema import NUM_CLASSES
 from reproduce.config import smoke
-from reproduce.gradcam import CAM_LAYERS, GradCAM, backbone_of, cam_layer, last_feature_layer
+from reproduce.backbones import BACKBONES
+from reproduce.gradcam import GradCAM, backbone_of, cam_layer, last_feature_layer
+
+CAM_LAYERS = {name: b.cam_layer for name, b in BACKBONES.items() if b.cam_layer}
 from reproduce.models import build_model
 
 SIZE = 32

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from reproduce import models
+from reproduce import backbones, models
 from reproduce.config import smoke
 from reproduce.models import ImagenetWeightsUnavailable, build_model
 
@@ -225,8 +225,9 @@ def test_imagenet_file_is_downloaded_and_loaded(monkeypatch, tmp_path, weights_s
         save_weights_to_hdf5_group(f, source)  # private, but the only writer of that layout
     served = (tmp_path / name).read_bytes()
     weights_server.files[name] = served
-    monkeypatch.setitem(weights.NOTOP, "densenet121", dataclasses.replace(
-        weights.NOTOP["densenet121"], file_hash=hashlib.md5(served).hexdigest()))
+    record = backbones.BACKBONES["densenet121"]
+    monkeypatch.setitem(backbones.BACKBONES, "densenet121", dataclasses.replace(record, weights=dataclasses.replace(
+        record.weights, file_hash=hashlib.md5(served).hexdigest())))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("REPRODUCE_WEIGHTS_MIRROR", weights_server.url)
     model = build_model(smoke().override(model="densenet121", weights="imagenet"))

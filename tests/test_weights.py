@@ -15,7 +15,7 @@ from pathlib import Path
 import keras  # noqa: F401  (now, before any test sets $KERAS_HOME: Keras reads it once, at import)
 import pytest
 
-from reproduce import weights
+from reproduce import backbones, weights
 from reproduce.weights import ImagenetWeightsUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,9 @@ def cache(monkeypatch, tmp_path) -> Path:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.delenv(weights.MIRROR_ENV, raising=False)
     fake_md5 = hashlib.md5(FAKE).hexdigest()
-    monkeypatch.setitem(weights.NOTOP, MODEL, dataclasses.replace(weights.NOTOP[MODEL], file_hash=fake_md5))
+    record = backbones.BACKBONES[MODEL]
+    monkeypatch.setitem(backbones.BACKBONES, MODEL, dataclasses.replace(
+        record, weights=dataclasses.replace(record.weights, file_hash=fake_md5)))
     return tmp_path / "models"
 
 
@@ -192,27 +194,22 @@ def test_the_table_is_what_keras_applications_passes_to_get_file(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(file_utils, "get_file", get_file)
-    for record in weights.NOTOP.values():
-        build = getattr(getattr(keras.applications, record.module), record.constructor)
+    from reproduce import models
+
+    for name in backbones.pretrained():
+        family, record = backbones.BACKBONES[name], backbones.BACKBONES[name].weights
         with pytest.raises(Stop):
-            build(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+            models._constructor(family)(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
         (fname, origin), options = calls[-1]
-        assert (fname, origin) == (record.file_name, record.origin), record.model
-        assert options == {"cache_subdir": "models", "file_hash": record.file_hash}, record.model
+        assert (fname, origin) == (record.file_name, record.origin), name
+        assert options == {"cache_subdir": "models", "file_hash": record.file_hash}, name
         assert record.hash_algorithm == "md5"
     # $KERAS_HOME as when Keras read it (imported above, before any test changed it): the same folder.
     assert weights.cache_folder() == Path(keras_home()).expanduser() / "models"
-
-
-def test_models_use_the_one_table():
-    from reproduce import models
-
-    assert {name: family[2] for name, family in models._FAMILIES.items()} == \
-        {name: record.file_name for name, record in weights.NOTOP.items()}
 
 
 def test_help_lists_every_option_without_keras():
     text = weights.build_parser().format_help()
     for option in ("--models", "--mirror", "--timeout", "--version"):
         assert option in text
-    assert "vgg16, resnet50, densenet121 (default: all three)" in " ".join(text.split())
+    assert "vgg16, resnet50, densenet121 (default: all)" in " ".join(text.split())

@@ -129,7 +129,8 @@ def relation_rows(frames: dict[str, pd.DataFrame], label_phi: np.ndarray) -> tup
 
 
 def build_parser():
-    from reproduce.config import MODELS, PRESETS
+    from reproduce.backbones import names
+    from reproduce.config import PRESETS
 
     ap = cli.make_parser("reproduce.ablation", __doc__)
     ap.add_argument("--data", type=Path, metavar="SHARDS", help="TFRecord folder (data_prep.build output)")
@@ -141,7 +142,7 @@ def build_parser():
                          f"--readings or one per --readings; any of {', '.join(READINGS)} "
                          "(default: all)")
     ap.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="training preset")
-    ap.add_argument("--model", default="densenet121", choices=MODELS, help="backbone of every run")
+    ap.add_argument("--model", default="densenet121", choices=names(), help="backbone of every run")
     ap.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples")
     ap.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=False,
