@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from common.provenance import cpu_facts
 from reproduce.data import check_execution_chunks
-from reproduce.loss_registry import build_loss
+from reproduce.losses import build_loss
 from reproduce.models import build_model
 from reproduce.train import compile_for_training
 

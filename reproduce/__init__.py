@@ -2,7 +2,3 @@
 from common import quiet
 
 quiet.install()  # before anything imports TensorFlow: its start-up lines stay off the terminal
-
-from reproduce import custom_objects  # noqa: E402  (after quiet: Keras may import TensorFlow)
-
-custom_objects.register()  # `import reproduce` lets keras.saving.load_model read every file we write

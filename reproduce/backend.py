@@ -1,6 +1,6 @@
 """Which Keras 3 backend runs the model, and what each one can and cannot do here.
 
-The model (reproduce.models) and every loss (reproduce.losses, reproduce.study.readings) use only
+The model (reproduce.models) and every loss (reproduce/losses) use only
 `keras.ops`, so they run on TensorFlow (the default) and on JAX (`KERAS_BACKEND=jax`, set before
 Keras is imported). The input pipeline stays tf.data under every backend (Keras 3 iterates a
 tf.data.Dataset as NumPy batches under JAX), so the same TFRecords and the same data order serve

@@ -11,7 +11,7 @@ from pathlib import Path
 from common import cli
 from data_prep.schema import SPLITS
 from reproduce import config as config_module
-from reproduce.config import LOSS_NAMES, PRESETS
+from reproduce.config import PRESETS
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,7 +29,7 @@ def train_parser():
     p.add_argument("--verify-shards", action="store_true",
                    help="also check every shard's SHA-256 against manifest.json (size and record "
                         "count are always checked)")
-    config_module.add_arguments(p, extra_choices={"loss": LOSS_NAMES})
+    config_module.add_arguments(p)
     return p
 
 

@@ -12,12 +12,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from reproduce import backbones
+from reproduce import backbones, losses
 
-# Every loss name reproduce.loss_registry knows when nothing else is registered: the paper's two,
-# then the readings of Eq. (2) (reproduce.study.readings). Here so that the CLI's --help needs no
-# Keras; tests/test_cli.py checks it against loss_registry.available_losses().
-LOSS_NAMES = ("wce", "ewl", "ewl_neg", "softmax_ce", "wce_ewl", "ewl_sigmoid")
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
 
@@ -33,7 +29,7 @@ class Config:
                         "VGG16, ResNet50 (tiny, tiny-bn: 2-conv CNNs for tests; every backbone: "
                         "reproduce/backbones.py)")
     loss: str = _field("wce", "§III.B Eq. (1) weighted CE (wce) or Eq. (2) entropy weighting (ewl); "
-                       "other names: the Eq. (2) readings of reproduce.study")
+                       "other names: the Eq. (2) readings (every loss: reproduce/losses)")
     weights: str = _field("imagenet", '§IV.D "pre-trained baseline models": imagenet, none, or a '
                           "weights file")
     initializer: str = _field("keras", "our choice: how weights that are not loaded (the head; a "
@@ -166,16 +162,17 @@ def smoke() -> Config:
 
 
 PRESETS = {"paper": paper, "demo": demo, "smoke": smoke}
-# Fields whose values are a closed set (the loss names come from the registry: `add_arguments`).
+# Fields whose values are a closed set (model and loss: their tables, `choices`).
 CHOICES = {"distribute": DISTRIBUTE, "wce_factors": ("batch", "dataset"),
            "checkpoint": ("best", "last"), "optimizer": ("adam", "sgd"), "jit_compile": ("auto", "on", "off"),
            "initializer": ("keras", "numpy")}
 
 
 def choices() -> dict:
-    """Every closed-set field's values, the backbones read from their table when asked (a record
-    added to reproduce/backbones.py is a valid --model at once)."""
-    return {"model": backbones.names(), **CHOICES}
+    """Every closed-set field's values, the backbones and losses read from their tables when
+    asked (a record added to reproduce/backbones.py, a row to reproduce/losses, is a valid
+    --model or --loss at once)."""
+    return {"model": backbones.names(), "loss": losses.names(), **CHOICES}
 
 
 def preset(name: str) -> Config:

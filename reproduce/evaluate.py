@@ -27,13 +27,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import reproduce.loss_registry  # noqa: F401  (registers the custom losses before a checkpoint loads)
 from common import cli
 from common.checksums import sha256_file
 from common.provenance import portable_path
 from data_prep.schema import CLASSES, SPLITS
 from data_prep.shards import verify_shards
-from reproduce import backend
+from reproduce import backend, losses
 from reproduce.cli_parsers import evaluate_parser as build_parser
 from reproduce.config import Config
 from reproduce.data import make_eval_dataset, read_manifest
@@ -89,6 +88,14 @@ def architecture_signature(model) -> list:
              [tuple(w.shape) for w in layer.weights]) for layer in _layers(model)]
 
 
+def load_model(path, compile: bool = True):
+    """Any .keras file the package writes, in safe mode, with its compiled loss: the modules that
+    define its custom classes (BackboneInput, every loss of the table) are imported first, which
+    registers them with Keras. For a run's checkpoint, `load_checkpoint` also checks the layers."""
+    losses.import_all()
+    return keras.saving.load_model(path, safe_mode=True, compile=compile)
+
+
 def load_checkpoint(path: Path, config: Config):
     """keras.saving.load_model (safe_mode) + a check that it is the model `config` builds.
 
@@ -98,6 +105,7 @@ def load_checkpoint(path: Path, config: Config):
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     backend.keep_tensorflow_off_gpus()  # under JAX, before the load can start TensorFlow's runtime
+    losses.import_all()  # every loss class a file may name: registered when its module runs
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

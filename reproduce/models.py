@@ -3,7 +3,7 @@
 Model = uint8 gray image [S, S, 1] → `BackboneInput` (gray → RGB, the family's ImageNet
 normalisation: §IV.B "normalized") → backbone (keras.applications, include_top=False) → global
 average pooling → Dense(14) with the head activation the loss needs
-(`loss_registry.head_activation`: sigmoid for Eq. (1), softmax for Eq. (2), §III.B). The input
+(`losses.head_activation`: sigmoid for Eq. (1), softmax for Eq. (2), §III.B). The input
 layer is part of the model, so it runs on the accelerator and every saved .keras file takes the
 images exactly as the TFRecords (and `reproduce.predict`) give them. §IV.D "pre-trained baseline
 models": ImageNet weights by default; all layers are fine-tuned (§V "we fine-tuned the
@@ -23,9 +23,8 @@ import keras
 from keras import ops
 
 from data_prep.schema import NUM_CLASSES
-from reproduce import backbones, backend, custom_objects, init_weights, weights as pretrained
+from reproduce import backbones, backend, init_weights, losses, weights as pretrained
 from reproduce.weights import ImagenetWeightsUnavailable  # noqa: F401  (public here too)
-from reproduce import loss_registry  # module, not name: `import reproduce` may load us mid-import of it
 
 
 def _constructor(record: backbones.Backbone):
@@ -178,7 +177,7 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
     x = features(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     init = keras.initializers.GlorotUniform(seed=config.seed)  # our choice: seeded head init
-    outputs = keras.layers.Dense(NUM_CLASSES, activation=loss_registry.head_activation(config.loss),
+    outputs = keras.layers.Dense(NUM_CLASSES, activation=losses.head_activation(config.loss),
                                  kernel_initializer=init, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=f"{config.model}_{config.loss}")
     model.trainable = True  # §V "we fine-tuned the pre-trained model": propagates to every layer
@@ -187,7 +186,3 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
         init_weights.draw_initial_weights(model, config.seed, skip=[features] if loaded else [])
     return model
 
-
-# `import reproduce.models` alone registers every custom object of the package, also when this
-# module was the one that first imported Keras (reproduce/custom_objects.py).
-custom_objects.import_all()

@@ -39,7 +39,7 @@ from reproduce.config import Config, preset
 from reproduce.data import (check_execution_chunks, make_eval_dataset, read_manifest, train_steps,
                             training_dataset)
 from reproduce.evaluate import compiled_forward
-from reproduce.loss_registry import build_loss
+from reproduce.losses import build_loss
 from reproduce.models import build_model
 from reproduce.run_data import data_differences
 

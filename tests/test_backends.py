@@ -23,13 +23,15 @@ import pytest
 
 from reproduce import backend, init_weights
 from reproduce.config import smoke
+from reproduce.evaluate import load_model
 from reproduce.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5  # of a tensor's largest |value|; see the module docstring
 PREDICT = """
-import sys, numpy as np, keras, reproduce
-model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+import sys, numpy as np
+from reproduce.evaluate import load_model
+model = load_model(sys.argv[1])
 np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]), verbose=0)))
 """
 
@@ -79,7 +81,7 @@ def test_a_file_written_under_jax_predicts_the_same_under_tensorflow(backend_run
                            str(tmp_path / "jax.npy")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    here = keras.saving.load_model(model_path, safe_mode=True).predict(images, verbose=0)
+    here = load_model(model_path).predict(images, verbose=0)
     assert keras.backend.backend() == "tensorflow"
     np.testing.assert_allclose(here, np.load(tmp_path / "jax.npy"), rtol=0, atol=1e-6)
 

@@ -96,7 +96,7 @@ def test_global_batch_factors_over_replicas():
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from reproduce.losses import batch_factors
+from reproduce.losses.paper import batch_factors
 y = np.zeros((2, 14), np.float32); y[0, 0] = 1; y[1, :5] = 1
 strategy = tf.distribute.MirroredStrategy(tf.config.list_logical_devices("CPU"))
 data = strategy.experimental_distribute_values_from_function(lambda ctx: y[ctx.replica_id_in_sync_group][None])

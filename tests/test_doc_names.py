@@ -115,11 +115,11 @@ def test_every_column_a_page_names_is_in_the_committed_csv(page):
 
 
 def test_the_checks_see_a_renamed_module_function_and_column(tmp_path):
-    assert unresolved("reproduce.loss_registry.available_losses") is None
-    assert unresolved("reproduce.losses.EntropyWeightingLoss.get_config") is None  # on its base
+    assert unresolved("reproduce.losses.names") is None
+    assert unresolved("reproduce.losses.paper.EntropyWeightingLoss.get_config") is None  # on its base
     assert unresolved("reproduce.config.Config.no_such") == "reproduce.config.Config has no 'no_such'"
     assert unresolved("reproduce.loss_readings") == "reproduce has no 'loss_readings'"
-    assert unresolved("reproduce.losses.head_activation") == "reproduce.losses has no 'head_activation'"
+    assert unresolved("reproduce.losses.paper.head_activation") == "reproduce.losses.paper has no 'head_activation'"
     assert "delong_p" not in _reference_columns("table1_comparison.csv")
     page = tmp_path / "p.md"
     page.write_text("see `reproduce/loss_readings.py` and `reproduce.metrics.delong_test(a, b)`")

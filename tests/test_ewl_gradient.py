@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from reproduce.study.eq2_analysis import ewl_logit_gradient, ewl_term, softmax, toy_experiment
-from reproduce.losses import EntropyWeightingLoss
+from reproduce.losses.paper import EntropyWeightingLoss
 
 
 def autodiff_gradient(labels, logits):

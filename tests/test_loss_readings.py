@@ -6,11 +6,14 @@ import tensorflow as tf
 import keras
 from keras import ops
 
-from reproduce import loss_registry, losses
+from reproduce import losses
+from reproduce.losses.paper import WeightedBinaryCrossentropy
 from reproduce.config import PRESETS, Config
 from reproduce.study.eq2_analysis import toy_experiment
-from reproduce.study.readings import (READINGS, NegatedEntropyWeightingLoss,
-                                      NormalizedSoftmaxCrossentropy, WeightedCEPlusEntropyWeighting)
+from reproduce.losses.readings import (NegatedEntropyWeightingLoss, NormalizedSoftmaxCrossentropy,
+                                       WeightedCEPlusEntropyWeighting)
+
+READINGS = losses.reading_names()
 
 Y = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
 P = np.array([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]], np.float32)
@@ -31,16 +34,16 @@ def test_wce_ewl_hand_computed():
     # Sigmoid p = (0.8, 0.2), labels (1, 0). WCE batch factors [5]: β_P = β_N = 2/1 = 2,
     # WCE = −2ln0.8 − 2ln0.8 = 0.892574. Logits ±ln4 → softmax q0 = 16/17,
     # Eq.(2) = −(16/17)ln(16/17) = 0.0570585. λ = 1 → 0.9496325.
-    loss = loss_registry.build_loss(Config(loss="wce_ewl"))
+    loss = losses.build_loss(Config(loss="wce_ewl"))
     assert isinstance(loss, WeightedCEPlusEntropyWeighting)
-    assert isinstance(loss.wce, losses.WeightedBinaryCrossentropy)
+    assert isinstance(loss.wce, WeightedBinaryCrossentropy)
     value = loss(np.array([[1.0, 0.0]], np.float32), np.array([[0.8, 0.2]], np.float32))
     assert float(value) == pytest.approx(0.9496325, abs=1e-5)
 
 
 def logit_gradient(name, labels, logits):
-    loss = loss_registry.build_loss(Config(loss=name))
-    act = ops.softmax if loss_registry.head_activation(name) == "softmax" else ops.sigmoid
+    loss = losses.build_loss(Config(loss=name))
+    act = ops.softmax if losses.head_activation(name) == "softmax" else ops.sigmoid
     z = tf.Variable(np.asarray(logits, np.float32))
     with tf.GradientTape() as tape:
         value = tf.reduce_sum(loss.call(tf.constant(labels, tf.float32), act(z)))
@@ -58,8 +61,8 @@ def test_every_reading_raises_a_true_class_at_initialisation(name):
 
 
 def test_registered_with_their_heads_and_none_is_default():
-    assert set(READINGS) <= set(loss_registry.available_losses())
-    heads = {name: loss_registry.head_activation(name) for name in READINGS}
+    assert set(READINGS) <= set(losses.names())
+    heads = {name: losses.head_activation(name) for name in READINGS}
     assert heads == {"ewl_neg": "softmax", "softmax_ce": "softmax",
                      "wce_ewl": "sigmoid", "ewl_sigmoid": "sigmoid"}
     assert {make().loss for make in PRESETS.values()} == {"wce"}
@@ -67,7 +70,7 @@ def test_registered_with_their_heads_and_none_is_default():
 
 @pytest.mark.parametrize("name", READINGS)
 def test_get_config_round_trip(name):
-    loss = loss_registry.build_loss(Config(loss=name, epsilon=1e-6))
+    loss = losses.build_loss(Config(loss=name, epsilon=1e-6))
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert type(restored) is type(loss)
     assert restored.get_config() == loss.get_config()
@@ -77,7 +80,7 @@ def test_get_config_round_trip(name):
 
 def test_saved_model_keeps_nested_wce_ewl(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="sigmoid")])
-    model.compile(loss=WeightedCEPlusEntropyWeighting(losses.WeightedBinaryCrossentropy(), 0.5))
+    model.compile(loss=WeightedCEPlusEntropyWeighting(WeightedBinaryCrossentropy(), 0.5))
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.loss, WeightedCEPlusEntropyWeighting)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from reproduce import loss_registry, losses
+from reproduce import losses
 from reproduce.config import smoke
-from reproduce.losses import EntropyWeightingLoss, WeightedBinaryCrossentropy
+from reproduce.losses.paper import EntropyWeightingLoss, WeightedBinaryCrossentropy, batch_factors, dataset_factors
 
 # Two images, three classes. 2 ones and 4 zeros → Wang et al.: β_P = 6/2 = 3, β_N = 6/4 = 1.5.
 Y = np.array([[1, 0, 0], [0, 1, 0]], dtype="float32")
@@ -16,10 +16,10 @@ P = np.array([[0.8, 0.3, 0.1], [0.4, 0.6, 0.5]], dtype="float32")
 
 
 def test_wce_batch_factors_match_wang_et_al():
-    beta_p, beta_n = losses.batch_factors(Y)
+    beta_p, beta_n = batch_factors(Y)
     assert float(beta_p) == pytest.approx(3.0) and float(beta_n) == pytest.approx(1.5)
     # Guard: no positives → β_P = 6/max(0,1) = 6 (finite), β_N = 6/6 = 1.
-    beta_p, beta_n = losses.batch_factors(np.zeros((2, 3), "float32"))
+    beta_p, beta_n = batch_factors(np.zeros((2, 3), "float32"))
     assert float(beta_p) == pytest.approx(6.0) and float(beta_n) == pytest.approx(1.0)
 
 
@@ -43,17 +43,17 @@ def _manifest3():
 
 
 def test_dataset_factors_from_manifest():
-    pos, neg = losses.dataset_factors(_manifest3())
+    pos, neg = dataset_factors(_manifest3())
     # β_P,c = 10/pos_c (C: guard, 10/1); β_N,c = 10/(10 − pos_c)
     assert pos == pytest.approx([5.0, 2.0, 10.0])
     assert neg == pytest.approx([1.25, 2.0, 1.0])
     with pytest.raises(ValueError, match="training counts"):
-        losses.dataset_factors({"splits": {}})
+        dataset_factors({"splits": {}})
 
 
 def test_wce_dataset_value_by_hand():
     cfg = smoke().override(model="tiny", loss="wce", wce_factors="dataset")
-    loss = loss_registry.build_loss(cfg, _manifest3())
+    loss = losses.build_loss(cfg, _manifest3())
     # image 1: 5·0.223144 + 2·0.356675 + 1·0.105361 = 1.934429
     # image 2: 1.25·0.510826 + 2·0.510826 + 1·0.693147 = 2.353330;  mean = 2.143880
     assert float(loss(Y, P)) == pytest.approx(2.143880, abs=1e-5)
@@ -124,7 +124,7 @@ def test_model_with_loss_saves_and_loads_safely(tmp_path, name):
 
     cfg = smoke().override(model="tiny", loss=name)
     model = build_model(cfg)
-    model.compile(optimizer="adam", loss=loss_registry.build_loss(cfg))
+    model.compile(optimizer="adam", loss=losses.build_loss(cfg))
     x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1)).astype("uint8")
     y = np.array([[1] + [0] * 13, [0, 1] + [0] * 12], "float32")
     model.train_on_batch(x, y)
@@ -135,26 +135,26 @@ def test_model_with_loss_saves_and_loads_safely(tmp_path, name):
     assert loaded.loss.get_config() == model.loss.get_config()
 
 
-def test_registry(monkeypatch):
-    monkeypatch.setattr(loss_registry, "_REGISTRY", dict(loss_registry._REGISTRY))
-    assert loss_registry.available_losses()[:2] == ("wce", "ewl")
-    assert loss_registry.head_activation("wce") == "sigmoid"
-    assert loss_registry.head_activation("ewl") == "softmax"
-    assert isinstance(loss_registry.build_loss(smoke().override(loss="ewl")), EntropyWeightingLoss)
-    with pytest.raises(ValueError, match="wce, ewl"):
-        loss_registry.head_activation("nope")
-    with pytest.raises(ValueError, match="built in"):
-        loss_registry.register_loss("wce", lambda c, m: EntropyWeightingLoss(), "softmax")
-    with pytest.raises(ValueError, match="activation"):
-        loss_registry.register_loss("x", lambda c, m: EntropyWeightingLoss(), "relu")
-    loss_registry.register_loss("x", lambda c, m: EntropyWeightingLoss(epsilon=0.5), "softmax")
-    assert "x" in loss_registry.available_losses() and loss_registry.head_activation("x") == "softmax"
-    assert loss_registry.build_loss(smoke().override(loss="x")).epsilon == 0.5
+def test_the_table_of_losses():
+    """One row per loss: the paper's two first, each with its head; the class built for a run."""
+    assert losses.names()[:2] == ("wce", "ewl")
+    assert losses.head_activation("wce") == "sigmoid" and losses.head_activation("ewl") == "softmax"
+    assert isinstance(losses.build_loss(smoke().override(loss="ewl")), EntropyWeightingLoss)
+    assert isinstance(losses.build_loss(smoke().override(loss="wce")), WeightedBinaryCrossentropy)
+    assert losses.build_loss(smoke().override(loss="ewl", epsilon=0.5)).epsilon == 0.5
+    with pytest.raises(ValueError, match="unknown loss 'nope'; expected one of wce, ewl"):
+        losses.head_activation("nope")
     with pytest.raises(ValueError, match="needs the manifest"):
-        loss_registry.build_loss(smoke().override(wce_factors="dataset"))
+        losses.build_loss(smoke().override(wce_factors="dataset"))
+    assert {e.head for e in losses.LOSSES.values()} <= set(losses.HEADS)
 
 
-def test_registry_holds_every_reading_of_eq2():
-    from reproduce.study.readings import READINGS
+def test_the_table_holds_every_reading_of_eq2_and_needs_no_keras():
+    import subprocess
+    import sys
 
-    assert set(READINGS) <= set(loss_registry.available_losses())
+    assert losses.reading_names() == ("ewl_neg", "softmax_ce", "wce_ewl", "ewl_sigmoid")
+    code = ("import sys; from reproduce import losses, config; print(losses.names() == "
+            "config.choices()['loss'], 'keras' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "False"], done.stderr[-1500:]

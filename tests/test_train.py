@@ -409,7 +409,7 @@ def test_optimizer_built_before_the_first_step_trains_the_same_weights():
     """compile_for_training builds Adam's slots up front: the train step is traced once (Keras's
     lazy build traces it twice: the slots are made inside the first call), and the weights after
     three steps equal, bit for bit, those of the lazy build."""
-    from reproduce.loss_registry import build_loss
+    from reproduce.losses import build_loss
     from reproduce.models import build_model
     from reproduce.train import compile_for_training
 

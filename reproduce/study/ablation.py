@@ -5,7 +5,7 @@
     (`make ablation`: demo preset, DenseNet121 on the synthetic set.)
 
 For each loss — "wce" (Eq. (1)), "ewl" (Eq. (2) as printed) and every reading of
-`reproduce.study.readings` — RUNS/<model>_<loss> is trained and evaluated on the test split,
+`reproduce.losses.readings` — RUNS/<model>_<loss> is trained and evaluated on the test split,
 unless its predictions_test.csv already exists (`make demo` leaves wce and ewl there). Writes
 OUT/ablation.csv (one row per loss: mean AUC with its patient-bootstrap 95% CI, per-class AUC,
 per-class DeLong p vs weighted CE, classes significantly better/worse), OUT/label_relations.csv
@@ -28,7 +28,7 @@ from reproduce import metrics, run_data
 from reproduce.report.predictions import align_runs, arrays, read_predictions, read_run_config
 from reproduce.study import relations
 from reproduce.study.plots import plot_ewl_term, plot_relations
-from reproduce.study.readings import READINGS
+from reproduce.losses import reading_names
 
 BASELINE, LITERAL = "wce", "ewl"
 ALPHA = 0.05  # our choice: two-sided DeLong p < 0.05 per class, no multiplicity correction
@@ -137,9 +137,9 @@ def build_parser():
     ap.add_argument("--runs-dir", type=Path, help="folder of run folders <model>_<loss>")
     ap.add_argument("--labels", type=Path, help="the REAL Data_Entry_2017*.csv(.gz) (label relations)")
     ap.add_argument("--out", type=Path, required=True, help="folder for the tables and figures")
-    ap.add_argument("--readings", action="extend", nargs="+", choices=READINGS, metavar="READING",
+    ap.add_argument("--readings", action="extend", nargs="+", choices=reading_names(), metavar="READING",
                     help=f"readings of Eq. (2) to train beside wce and ewl, several after one "
-                         f"--readings or one per --readings; any of {', '.join(READINGS)} "
+                         f"--readings or one per --readings; any of {', '.join(reading_names())} "
                          "(default: all)")
     ap.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="training preset")
     ap.add_argument("--model", default="densenet121", choices=names(), help="backbone of every run")
@@ -160,7 +160,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.figure_only and not (args.data and args.runs_dir and args.labels):
         parser.error("--data, --runs-dir and --labels are required (unless --figure-only)")
-    args.readings = args.readings or list(READINGS)
+    args.readings = args.readings or list(reading_names())
     return args
 
 

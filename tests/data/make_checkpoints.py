@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reproduce.config import smoke
-from reproduce.loss_registry import build_loss
+from reproduce.losses import build_loss
 from reproduce.models import build_model
 from reproduce.train import compile_for_training
 

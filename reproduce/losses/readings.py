@@ -3,8 +3,8 @@
 Eq. (2) as printed, L = −Σ_i l_i·p_i·log p_i with p = softmax(z), LOWERS a true class's
 probability whenever it is below 1/e (docs/entropy_weighting_loss.md derives
 ∂L/∂z_k = −Σ_i l_i (1 + log p_i) p_i (δ_ik − p_k)); a 14-way softmax starts near 1/14 < 1/e.
-The readings below are what the authors may have meant; `LOSSES` gives each one's name and the
-head activation it needs (`reproduce.loss_registry` registers them):
+The readings below are what the authors may have meant; each is a row of the loss table in
+`reproduce.losses` (name, class, head activation):
 
 | name          | head    | per image                                                      |
 | ------------- | ------- | -------------------------------------------------------------- |
@@ -13,15 +13,15 @@ head activation it needs (`reproduce.loss_registry` registers them):
 | `wce_ewl`     | sigmoid | Eq. (1) weighted CE + λ·Eq. (2) on softmax of the same logits   |
 | `ewl_sigmoid` | sigmoid | Eq. (2) as printed, on the sigmoid head of the Eq. (1) model    |
 
-The NumPy analysis of Eq. (2) that docs/entropy_weighting_loss.md derives is in `eq2_analysis.py`.
+The NumPy analysis of Eq. (2) that docs/entropy_weighting_loss.md derives is in
+`reproduce/study/eq2_analysis.py`.
 """
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from reproduce import custom_objects, losses
-from reproduce.losses import ProbabilityLoss
+from reproduce.losses.paper import ProbabilityLoss, WeightedBinaryCrossentropy
 
 WCE_EWL_LAMBDA = 1.0  # our choice: the plain sum; the paper gives no weight, and tuning λ on
 #                       the synthetic test set would be selection on the test set.
@@ -79,7 +79,7 @@ class WeightedCEPlusEntropyWeighting(keras.losses.Loss):
     whose outputs are the scores (as for wce). Eq. (2) needs a softmax, so it is applied to the
     same logits, recovered from the sigmoid output as z = log p − log(1−p) (p clipped to
     [ε, 1−ε]); softmax(z) is then exactly the softmax head the paper describes. λ: WCE_EWL_LAMBDA.
-    `wce` is the package's WeightedBinaryCrossentropy (`losses.wce_from_config`).
+    `wce` is the package's WeightedBinaryCrossentropy (as the run's config builds it).
     """
 
     def __init__(self, wce, ewl_weight=WCE_EWL_LAMBDA, epsilon=1e-7,
@@ -101,35 +101,11 @@ class WeightedCEPlusEntropyWeighting(keras.losses.Loss):
         ewl = -ops.sum(y_true * q * log_q, axis=-1)
         return self.wce.call(y_true, y_pred) + self.ewl_weight * ewl
 
+    @classmethod
+    def from_run(cls, config, manifest: dict | None = None) -> "WeightedCEPlusEntropyWeighting":
+        return cls(WeightedBinaryCrossentropy.from_run(config, manifest), WCE_EWL_LAMBDA,
+                   epsilon=config.epsilon)
+
     def get_config(self):
         return {**super().get_config(), "wce": keras.saving.serialize_keras_object(self.wce),
                 "ewl_weight": self.ewl_weight, "epsilon": self.epsilon}
-
-
-# --- registration (reproduce.loss_registry adds these names) --------------------------------------
-def _wce_ewl(config, manifest):
-    return WeightedCEPlusEntropyWeighting(losses.wce_from_config(config, manifest), WCE_EWL_LAMBDA,
-                                          epsilon=config.epsilon)
-
-
-def _ewl_sigmoid(config, manifest):
-    # Reading "ewl_sigmoid": the literal Eq. (2) loss object, but on the sigmoid head of the Eq. (1)
-    # model — what a Keras implementation gets if only the loss is swapped (§IV.B "implemented by
-    # Keras"). Each class is then independent: a sigmoid starts at 0.5 > 1/e, so true classes are
-    # pushed UP towards 1, and absent classes get no gradient at all.
-    return losses.EntropyWeightingLoss(epsilon=config.epsilon)
-
-
-# name -> (factory(config, manifest), head activation), as in reproduce.loss_registry.
-LOSSES = {
-    "ewl_neg": (lambda c, m: NegatedEntropyWeightingLoss(c.epsilon), "softmax"),
-    "softmax_ce": (lambda c, m: NormalizedSoftmaxCrossentropy(c.epsilon), "softmax"),
-    "wce_ewl": (_wce_ewl, "sigmoid"),
-    "ewl_sigmoid": (_ewl_sigmoid, "sigmoid"),
-}
-READINGS = tuple(LOSSES)
-
-
-# `import reproduce.study.readings` alone registers every custom object of the package, also when this
-# module was the one that first imported Keras (reproduce/custom_objects.py).
-custom_objects.import_all()

@@ -1,4 +1,4 @@
-"""The two losses of Mo & Cai (2019) §III.B.
+"""The two losses of Mo & Cai (2019) §III.B, as Keras losses (registered at definition).
 
 Both losses take PROBABILITIES (the head's sigmoid or softmax output), as the paper writes them,
 and use only `keras.ops`, so they run under any Keras backend and inside a compiled train step.
@@ -9,7 +9,8 @@ and use only `keras.ops`, so they run under any Keras backend and inside a compi
 - `EntropyWeightingLoss`: Eq. (2), exactly as printed, on a softmax head (§III.B "Following the
   fully connected layer, softmax produced probability of each class").
 
-`reproduce.loss_registry` maps a loss name (`Config.loss`) to its object and head activation.
+`reproduce.losses` (the package) maps a loss name (`Config.loss`) to its class and head
+activation; each class builds itself for a run with `from_run(config, manifest)`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from reproduce import custom_objects
 
 
 def global_sum(value):
@@ -111,6 +111,17 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
         per_class = -beta_p * y_true * ops.log(p) - beta_n * (1.0 - y_true) * ops.log(1.0 - p)
         return ops.sum(per_class, axis=-1)  # Eq. (1): Σ over classes, one value per image
 
+    @classmethod
+    def from_run(cls, config, manifest: dict | None = None) -> "WeightedBinaryCrossentropy":
+        """Eq. (1) as `config` asks: Wang et al.'s per-batch factors, or fixed per-class factors
+        from the training split's counts in `manifest` (config.wce_factors = "dataset")."""
+        if config.wce_factors == "dataset":
+            if manifest is None:
+                raise ValueError("wce_factors='dataset' needs the manifest (training-split counts)")
+            pos, neg = dataset_factors(manifest)
+            return cls("dataset", pos, neg, epsilon=config.epsilon)
+        return cls("batch", epsilon=config.epsilon)
+
     def get_config(self):
         return {**super().get_config(), "factors": self.factors,
                 "positive_weights": self.positive_weights,
@@ -126,6 +137,11 @@ class ProbabilityLoss(keras.losses.Loss):
     def __init__(self, epsilon=1e-7, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.epsilon = float(epsilon)
+
+    @classmethod
+    def from_run(cls, config, manifest: dict | None = None) -> "ProbabilityLoss":
+        """The loss of a run: its config's epsilon (the manifest is not needed)."""
+        return cls(epsilon=config.epsilon)
 
     def clipped_log(self, p):
         return ops.log(ops.clip(p, self.epsilon, 1.0 - self.epsilon))
@@ -150,19 +166,3 @@ class EntropyWeightingLoss(ProbabilityLoss):
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
         return -ops.sum(y_true * y_pred * self.clipped_log(y_pred), axis=-1)  # Eq. (2), per image
-
-
-def wce_from_config(config, manifest: dict | None = None) -> WeightedBinaryCrossentropy:
-    """Eq. (1) as `config` asks: Wang et al.'s per-batch factors, or fixed per-class factors from
-    the training split's counts in `manifest` (config.wce_factors = "dataset")."""
-    if config.wce_factors == "dataset":
-        if manifest is None:
-            raise ValueError("wce_factors='dataset' needs the manifest (training-split counts)")
-        pos, neg = dataset_factors(manifest)
-        return WeightedBinaryCrossentropy("dataset", pos, neg, epsilon=config.epsilon)
-    return WeightedBinaryCrossentropy("batch", epsilon=config.epsilon)
-
-
-# `import reproduce.losses` alone registers every custom object of the package, also when this
-# module was the one that first imported Keras (reproduce/custom_objects.py).
-custom_objects.import_all()
