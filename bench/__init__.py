@@ -3,4 +3,4 @@
 numbers to results/bench/; docs/benchmarks.md and docs/gpus.md are generated from those files (bench.readme)."""
 from common import quiet
 
-quiet.install()  # before anything imports TensorFlow: its start-up lines stay off the terminal
+quiet.set_defaults()  # TensorFlow's environment defaults, before anything imports it

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import cli
+from common import cli, quiet
 from data_prep import images, shards
 from data_prep.build import build_dataset, find_label_file, index_images
 
@@ -196,6 +196,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
+        quiet.start_tensorflow()  # the build writes TFRecords
         with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
             result = run_bench(Path(args.data_dir), args.images, args.size, Path(tmp))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

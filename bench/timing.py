@@ -22,7 +22,7 @@ from common.provenance import cpu_facts
 from reproduce.data import check_execution_chunks
 from reproduce.losses import build_loss
 from reproduce.models import build_model
-from reproduce.train import compile_for_training
+from reproduce.engine.training import compile_for_training
 
 
 def machine_facts() -> dict:

@@ -27,6 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+from common import quiet
+
+quiet.start_tensorflow()  # a program: TensorFlow's start-up lines stay off the terminal
+
 import cv2
 import keras
 import numpy as np

@@ -3,18 +3,14 @@
 Importing TensorFlow 2.21 prints, twice, absl's "All log messages before absl::InitializeLog()",
 oneDNN's notice and "Could not find cuda drivers", and its first device query prints a
 `cuInit` error on a machine without a GPU — before TF_CPP_MIN_LOG_LEVEL can act. None of it is
-about the user's run. `install()` (called by the packages' __init__, so before anything imports
-TensorFlow) puts a one-shot import hook in front of `import tensorflow`: the import and the first
-device query run with file descriptor 2 sent to a temporary file, which is shown only if the
-import fails. It also sets, unless already set, TF_CPP_MIN_LOG_LEVEL=2 (no INFO/WARNING lines
-from TensorFlow's C++ side) and TF_ENABLE_ONEDNN_OPTS=1 (oneDNN's CPU kernels, off by default on
-AMD CPUs). `REPRODUCE_VERBOSE=1` turns all of this off and shows everything.
+about the user's run. `start_tensorflow()` imports it with file descriptor 2 sent to a temporary
+file (every program calls it after parsing, before importing what imports TensorFlow: no import
+hook); `set_defaults()` (called by the packages' __init__) sets TF_CPP_MIN_LOG_LEVEL=2 and
+TF_ENABLE_ONEDNN_OPTS=1 unless already set. `REPRODUCE_VERBOSE=1` shows everything.
 """
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
-import importlib.util
 import os
 import sys
 import tempfile
@@ -47,33 +43,27 @@ def stderr_to_file():
             os.close(saved)
 
 
-class _QuietTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds `tensorflow` with the normal machinery and runs its import quietly (once)."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "tensorflow":
-            return None
-        sys.meta_path.remove(self)  # one shot; also keeps the lookup below from finding us
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        self._inner, spec.loader = spec.loader, self
-        return spec
-
-    def create_module(self, spec):
-        return self._inner.create_module(spec)
-
-    def exec_module(self, module):
-        with stderr_to_file():
-            self._inner.exec_module(module)
-            module.config.list_physical_devices()  # the CUDA probe, quiet too
-
-
-def install() -> None:
-    """Set TensorFlow's environment defaults and hook its import (no-op if already imported)."""
+def set_defaults() -> None:
+    """TensorFlow's environment defaults, unless already set: oneDNN's CPU kernels on (off by
+    default on AMD CPUs) and, unless REPRODUCE_VERBOSE, no INFO/WARNING lines from its C++ side.
+    Called when a package of ours is imported, so they hold before any TensorFlow import."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    if verbose():
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
-        sys.meta_path.insert(0, _QuietTensorFlow())
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def start_tensorflow():
+    """Import TensorFlow and run its first device query with file descriptor 2 sent to a
+    temporary file (shown only if the import fails); return the module. Programs call it after
+    parsing their arguments and before importing the modules that import TensorFlow, so --help
+    never starts it. Does nothing more once TensorFlow is imported."""
+    set_defaults()
+    if "tensorflow" in sys.modules or verbose():
+        import tensorflow
+
+        return tensorflow
+    with stderr_to_file():
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # the CUDA probe, quiet too
+    return tensorflow

@@ -2,5 +2,5 @@
 synthetic ChestX-ray14 (phantom)."""
 from common import quiet
 
-quiet.install()  # before anything imports TensorFlow: its start-up lines stay off the terminal
+quiet.set_defaults()  # TensorFlow's environment defaults, before anything imports it
 

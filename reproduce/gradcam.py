@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from reproduce import backbones, backend
+from reproduce import backbones
+from reproduce.engine import backend
 
 BATCH = 32  # images per backward pass
 MIN_CELLS = 2  # our choice: the smallest map side that can point somewhere (cam_layer)

@@ -23,7 +23,7 @@ import keras
 from keras import ops
 
 from data_prep.schema import NUM_CLASSES
-from reproduce import backbones, backend, init_weights, losses, weights as pretrained
+from reproduce import backbones, init_weights, losses, weights as pretrained
 from reproduce.weights import ImagenetWeightsUnavailable  # noqa: F401  (public here too)
 
 
@@ -165,7 +165,6 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
     BatchNorm. The head runs in float32 even under mixed precision (a float16 softmax/sigmoid
     and log in the loss underflow). Every layer is trainable.
     """
-    backend.keep_tensorflow_off_gpus()  # under JAX, before anything can start TensorFlow's runtime
     size = config.image_size
     input_shape = (size, size, 3)
     features = backbone(input_shape) if backbone is not None else _make_backbone(config, input_shape)

@@ -24,7 +24,7 @@ import tempfile
 import urllib.error
 from pathlib import Path
 
-from common import cli
+from common import cli, quiet
 from reproduce import backbones
 from reproduce.backbones import NotopWeights
 
@@ -132,6 +132,7 @@ def _download(model: str, record: NotopWeights, url: str, folder: Path, timeout_
     """get_file into NAME.partial (its progress bar, its hash check), then renamed to NAME: a
     partial or corrupt download never has the final name (get_file leaves a file that fails the
     hash under the name it was given)."""
+    quiet.start_tensorflow()  # Keras' TensorFlow backend, with its start-up lines off the terminal
     from keras.utils import get_file  # here, not at import: --help needs no Keras
 
     partial = folder / f"{record.file_name}.partial"

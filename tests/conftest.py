@@ -104,8 +104,8 @@ def predict_run(tmp_path_factory, phantom_dir):
     one smoke epoch (so evaluate and predict both resize in TensorFlow), evaluated on test."""
     from data_prep.build import build_dataset
     from reproduce.config import smoke
-    from reproduce.evaluate import evaluate_run
-    from reproduce.train import train
+    from reproduce.engine.inference import evaluate_run
+    from reproduce.engine.training import train
 
     root = tmp_path_factory.mktemp("predict")
     build_dataset(phantom_dir, root / "shards", split="paper", size=48, workers=1, seed=0)

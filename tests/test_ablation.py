@@ -9,6 +9,7 @@ import pytest
 
 from data_prep.schema import CLASSES
 from reproduce.report import predictions
+from reproduce import ablation as program
 from reproduce.study import ablation
 from reproduce.study import relations as cooccurrence
 
@@ -78,7 +79,7 @@ def test_ablation_cli_end_to_end(shards_dir, sample_labels, tmp_path, capsys):
     runs, out = tmp_path / "runs", tmp_path / "out"
     argv = ["--data", str(shards_dir), "--runs-dir", str(runs), "--labels", str(sample_labels), "--synthetic",
             "--out", str(out), "--model", "tiny", "--preset", "smoke", "--n-resamples", "20"]
-    assert ablation.main(argv) == 0
+    assert program.main(argv) == 0
     table = pd.read_csv(out / "ablation.csv")
     assert list(table["loss"]) == ["wce", "ewl", "ewl_neg", "softmax_ce", "wce_ewl", "ewl_sigmoid"]
     assert table["data"].str.contains("SYNTHETIC").all()
@@ -101,19 +102,19 @@ def test_ablation_cli_end_to_end(shards_dir, sample_labels, tmp_path, capsys):
     assert (out / "ewl_term.png").stat().st_size > 10_000
     # A second call reuses the predictions (nothing retrained); a run of another loss is refused.
     stamp = (runs / "tiny_wce" / "predictions_test.csv").stat().st_mtime_ns
-    assert ablation.main(argv + ["--readings", "softmax_ce"]) == 0
+    assert program.main(argv + ["--readings", "softmax_ce"]) == 0
     assert (runs / "tiny_wce" / "predictions_test.csv").stat().st_mtime_ns == stamp
     config = json.loads((runs / "tiny_ewl" / "config.json").read_text())
     (runs / "tiny_ewl" / "config.json").write_text(json.dumps({**config, "loss": "wce"}))
     capsys.readouterr()
-    assert ablation.main(argv) == 1
+    assert program.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "tiny_ewl" in err and "loss is 'wce', expected 'ewl'" in err
     # Reused predictions of a run trained on another build of the data are refused too.
     (runs / "tiny_ewl" / "config.json").write_text(json.dumps(
         {**config, "manifest_sha256": "0" * 64,
          "data_summary": {**config["data_summary"], "split_seed": 7}}))
-    assert ablation.main(argv) == 1
+    assert program.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {shards_dir}/manifest.json: not the data {runs / 'tiny_ewl'} "
                           "was trained on (split seed 7 vs 0") and err.count("\n") == 1
@@ -129,13 +130,13 @@ def test_cli_bad_label_file_is_one_line_error(tmp_path, capsys):
     missing = tmp_path / "nope.csv"
     argv = ["--data", str(tmp_path), "--runs-dir", str(tmp_path), "--labels", str(missing),
             "--out", str(tmp_path)]
-    assert ablation.main(argv) == 1
+    assert program.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(missing) in err and err.count("\n") == 1
 
 
 def test_figure_only(tmp_path):
-    assert ablation.main(["--figure-only", "--out", str(tmp_path)]) == 0
+    assert program.main(["--figure-only", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "ewl_term.png").stat().st_size > 10_000
     assert not (tmp_path / "ablation.csv").exists()
 

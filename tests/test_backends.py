@@ -1,4 +1,4 @@
-"""The same run on Keras' TensorFlow and JAX backends (reproduce/backend.py, docs/gpus.md).
+"""The same run on Keras' TensorFlow and JAX backends (reproduce/engine/backend.py, docs/gpus.md).
 
 Both read the same TFRecords through tf.data and, with `--initializer numpy`, start from the same
 weights (reproduce/init_weights.py); what is left between them is float32 round-off: XLA's CPU
@@ -21,16 +21,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reproduce import backend, init_weights
+from reproduce import init_weights
+from reproduce.engine import backend
 from reproduce.config import smoke
-from reproduce.evaluate import load_model
+from reproduce.engine.inference import load_model
 from reproduce.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5  # of a tensor's largest |value|; see the module docstring
 PREDICT = """
 import sys, numpy as np
-from reproduce.evaluate import load_model
+from reproduce.engine.inference import load_model
 model = load_model(sys.argv[1])
 np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]), verbose=0)))
 """
@@ -172,23 +173,30 @@ def _calls(path: Path) -> list[str]:
     return names
 
 
-def test_models_are_built_and_loaded_in_two_places_which_hide_the_gpus_first():
-    """The static half of the check above, in the fast tier: no module builds a keras.applications
-    backbone or loads a .keras file except models.py and evaluate.py, whose build_model and
-    load_checkpoint call backend.keep_tensorflow_off_gpus before anything else can start
-    TensorFlow. A new program that loads a model some other way fails here."""
+def _first_calls(path: Path, function: str, n: int = 4) -> list[str]:
     import ast
 
-    allowed = {ROOT / "reproduce" / "models.py", ROOT / "reproduce" / "evaluate.py"}
+    body = next(node for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.FunctionDef) and node.name == function).body
+    return [ast.unparse(n.func) for stmt in body[:n] for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+
+
+def test_models_are_built_and_loaded_in_two_places_which_hide_the_gpus_first():
+    """The static half of the check above, in the fast tier: only engine/inference.py loads a
+    .keras file, and no program builds or loads a model itself; training's first step is
+    distribute.setup → configure_devices → backend.prepare → keep_tensorflow_off_gpus, and
+    load_checkpoint calls keep_tensorflow_off_gpus before loading. A new program that loads or
+    builds a model some other way fails here."""
+    engine = ROOT / "reproduce" / "engine"
     for path in sorted((ROOT / "reproduce").rglob("*.py")) + sorted((ROOT / "bench").rglob("*.py")):
-        if path in allowed:
-            continue
-        loads = [c for c in _calls(path) if c.endswith(("load_model", "saving.load_model"))
-                 or c.startswith("keras.applications")]
-        assert not loads, f"{path.relative_to(ROOT)} builds or loads a model itself: {loads}"
-    for path, function in ((ROOT / "reproduce" / "models.py", "build_model"),
-                           (ROOT / "reproduce" / "evaluate.py", "load_checkpoint")):
-        tree = ast.parse(path.read_text())
-        body = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function).body
-        first_calls = [ast.unparse(n.func) for stmt in body[:4] for n in ast.walk(stmt) if isinstance(n, ast.Call)]
-        assert "backend.keep_tensorflow_off_gpus" in first_calls, function
+        loads = [c for c in _calls(path) if c.endswith("saving.load_model")]
+        assert not loads or path == engine / "inference.py", f"{path.relative_to(ROOT)} loads a model itself: {loads}"
+    for program in ("train", "evaluate", "predict", "localize", "ablation"):
+        path = ROOT / "reproduce" / f"{program}.py"
+        own = [c for c in _calls(path) if c.split(".")[-1] == "build_model" or c.endswith("saving.load_model")]
+        assert not own, f"reproduce/{program}.py builds or loads a model itself: {own}"
+    assert _first_calls(engine / "training.py", "train")[0] == "distribute.setup"
+    assert _first_calls(engine / "distribute.py", "setup")[0] == "configure_devices"
+    assert "backend.prepare" in _first_calls(engine / "distribute.py", "configure_devices", 3)
+    assert "keep_tensorflow_off_gpus" in _first_calls(engine / "backend.py", "prepare")
+    assert "backend.keep_tensorflow_off_gpus" in _first_calls(engine / "inference.py", "load_checkpoint")

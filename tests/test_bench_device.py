@@ -99,7 +99,7 @@ def test_compile_is_the_one_reproduce_train_makes():
     """compile_as_train stands in for reproduce.train.compile_for_training (which imports TensorFlow)."""
     from bench.device_worker import compile_as_train
     from reproduce.config import paper, smoke
-    from reproduce.train import compile_for_training
+    from reproduce.engine.training import compile_for_training
 
     class Recorder:
         trainable_variables = []

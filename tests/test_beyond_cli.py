@@ -226,8 +226,8 @@ def test_end_to_end_on_trained_phantom_runs(phantom_dir, shards_dir, tmp_path):
     heads), evaluated on val and test by reproduce.evaluate, then the three reports with the
     phantom's own label file (--min-positives 2: its splits hold a few dozen images)."""
     from reproduce.config import smoke
-    from reproduce.evaluate import evaluate_run
-    from reproduce.train import train
+    from reproduce.engine.inference import evaluate_run
+    from reproduce.engine.training import train
 
     runs = {}
     for key in KEYS:

@@ -28,7 +28,7 @@ def cli_modules() -> list[str]:
 def test_every_program_is_found():
     assert {"data_prep.build", "data_prep.split", "data_prep.fetch_labels", "data_prep.phantom.make",
             "reproduce.train", "reproduce.evaluate", "reproduce.report.cli",
-            "reproduce.study.ablation", "reproduce.weights", "bench.data", "bench.train"} <= set(cli_modules())
+            "reproduce.ablation", "reproduce.weights", "bench.data", "bench.train"} <= set(cli_modules())
 
 
 @pytest.mark.parametrize("module", cli_modules())
@@ -104,7 +104,7 @@ def test_one_name_per_meaning_across_programs():
 @pytest.mark.parametrize("module, old, new", [
     ("data_prep.build", ["--split", "official"], ["--split-method", "official"]),
     ("data_prep.split", ["--method", "official"], ["--split-method", "official"]),
-    ("reproduce.study.ablation", ["--runs", "R", "--seed", "3", "--real"],
+    ("reproduce.ablation", ["--runs", "R", "--seed", "3", "--real"],
      ["--runs-dir", "R", "--bootstrap-seed", "3", "--no-synthetic"]),
     ("reproduce.report.cli", ["--seed", "3"], ["--bootstrap-seed", "3"]),
     ("reproduce.localize", ["--run", "a", "--run", "b"], ["--runs", "a", "b"]),
@@ -112,7 +112,7 @@ def test_one_name_per_meaning_across_programs():
 def test_old_spellings_still_work_for_one_release_and_say_so(module, old, new, capsys):
     required = {"data_prep.build": ["--data-dir", "D", "--out", "O"],
                 "data_prep.split": ["--labels", "L", "--out", "O"],
-                "reproduce.study.ablation": ["--out", "O"],
+                "reproduce.ablation": ["--out", "O"],
                 "reproduce.report.cli": ["table1", "--runs", "k=R", "--out", "O"],
                 "reproduce.localize": ["--data", "D", "--bbox", "B", "--out", "O"]}[module]
     parse = importlib.import_module(module).build_parser().parse_args
@@ -144,7 +144,8 @@ BLOCK_TF = ("import sys, runpy\n"
             "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
 
 
-@pytest.mark.parametrize("module", ["reproduce.train", "reproduce.evaluate", "reproduce.weights"])
+@pytest.mark.parametrize("module", ["reproduce.train", "reproduce.evaluate", "reproduce.predict",
+                                    "reproduce.localize", "reproduce.ablation", "reproduce.weights"])
 def test_help_and_version_need_no_tensorflow(module):
     """--help of train/evaluate answers where importing TensorFlow, Keras or JAX fails, and is the
     same text as the full program's parser gives."""

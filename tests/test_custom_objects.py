@@ -12,14 +12,14 @@ import numpy as np
 from reproduce import losses
 from reproduce.config import smoke
 from reproduce.models import build_model
-from reproduce.train import compile_for_training
+from reproduce.engine.training import compile_for_training
 
 ROOT = Path(__file__).resolve().parents[1]
 
 LOAD = """
 import json, sys
 import numpy as np
-from reproduce.evaluate import load_model
+from reproduce.engine.inference import load_model
 out = {}
 for path in sys.argv[1:]:
     model = load_model(path)
@@ -54,3 +54,11 @@ def test_import_reproduce_alone_loads_no_keras():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr[-2000:]
 
+
+
+def test_no_import_hook_anywhere():
+    """Registration happens at class definition and TensorFlow starts quietly when a program asks
+    (common.quiet.start_tensorflow): nothing puts a finder in front of `import`."""
+    hooks = [str(p.relative_to(ROOT)) for pkg in ("common", "data_prep", "reproduce", "bench")
+             for p in (ROOT / pkg).rglob("*.py") if "sys.meta_path" in p.read_text()]
+    assert hooks == []

@@ -238,7 +238,7 @@ def test_paper_preset_configures_devices_without_op_determinism():
     from tensorflow.python.framework import config as tf_config
 
     from reproduce.config import paper, smoke
-    from reproduce.distribute import configure_devices
+    from reproduce.engine.distribute import configure_devices
 
     before = tf_config.is_op_determinism_enabled()
     try:

@@ -14,10 +14,11 @@ import tensorflow as tf
 
 from data_prep.schema import CLASSES, SHARD_GLOB, parse_example
 from reproduce.config import Config, smoke
-from reproduce.evaluate import CheckpointError, evaluate_run, load_checkpoint, main
+from reproduce.engine.inference import CheckpointError, evaluate_run, load_checkpoint
+from reproduce.evaluate import main
 from reproduce.metrics import DegenerateClassWarning, mean_auc, roc_auc_per_class
 from reproduce.models import build_model
-from reproduce.train import train
+from reproduce.engine.training import train
 
 LABELS = [f"label_{c}" for c in CLASSES]
 SCORES = [f"score_{c}" for c in CLASSES]

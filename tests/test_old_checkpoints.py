@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reproduce.config import Config
-from reproduce.evaluate import load_checkpoint
+from reproduce.engine.inference import load_checkpoint
 
 FIXTURES = Path(__file__).parent / "data" / "checkpoints"
 RUNS = sorted(p for p in FIXTURES.iterdir() if p.is_dir())

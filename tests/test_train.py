@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 
 from data_prep.schema import CLASSES
-from reproduce import callbacks as cb
+from reproduce.engine import callbacks as cb
 from reproduce.config import smoke
-from reproduce.evaluate import predict_split
-from reproduce.train import TrainingFailed, main, train
+from reproduce.engine.inference import predict_split
+from reproduce.engine.training import TrainingFailed, train
+from reproduce.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "tiny", "--preset", "smoke", "--batch-size", "8"]
@@ -96,7 +97,7 @@ def test_best_checkpoint_is_the_epoch_with_highest_val_auc(tmp_path):
 
 def test_best_keras_is_written_after_the_backup(shards_dir, tmp_path):
     """The order that makes best.keras reproducible: last.keras, history row, backup, best.keras."""
-    from reproduce import train as train_module
+    from reproduce.engine import training as train_module
 
     backup = cb.AtomicBackupAndRestore(tmp_path / "backup")
     config = tiny_config()
@@ -191,7 +192,7 @@ def test_kill_9_then_same_command_ends_bit_identical(shards_dir, tmp_path):
 
 _KILL_AT_FIRST_BEST = """
 import os, sys
-from reproduce import callbacks
+from reproduce.engine import callbacks
 from reproduce.train import main
 
 def killed(self, epoch, logs=None):  # the process dies after the backup, before best.keras
@@ -356,7 +357,7 @@ def test_tensorflow_error_during_fit_is_one_line(shards_dir, tmp_path, capsys, m
     """A read error no check could foresee (here injected into the data) is one line too."""
     import tensorflow as tf
 
-    from reproduce import train as train_module
+    from reproduce.engine import training as train_module
 
     real = train_module.training_dataset
 
@@ -411,7 +412,7 @@ def test_optimizer_built_before_the_first_step_trains_the_same_weights():
     three steps equal, bit for bit, those of the lazy build."""
     from reproduce.losses import build_loss
     from reproduce.models import build_model
-    from reproduce.train import compile_for_training
+    from reproduce.engine.training import compile_for_training
 
     config = smoke().override(model="tiny-bn", run_eagerly=False)
     rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ import numpy as np
 from reproduce.config import smoke
 from reproduce.losses import build_loss
 from reproduce.models import build_model
-from reproduce.train import compile_for_training
+from reproduce.engine.training import compile_for_training
 
 LOSSES = ("wce", "ewl", "wce_ewl")
 SIZE = 32

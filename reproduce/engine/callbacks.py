@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.schema import CLASSES
-from reproduce.evaluate import CHECKPOINT_NOTE, checkpoint_note, predict_split
+from reproduce.engine.inference import CHECKPOINT_NOTE, checkpoint_note, predict_split
 from reproduce.metrics import DegenerateClassWarning, mean_auc, roc_auc_per_class
 
 HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "val_mean_auc", *(f"val_auc_{c}" for c in CLASSES)]

@@ -71,8 +71,9 @@ def check_supported(config) -> None:
 def keep_tensorflow_off_gpus() -> None:
     """Under a Keras backend other than TensorFlow, TensorFlow only reads the TFRecords: hide the
     GPUs from it before its runtime starts, so that it takes none of the memory the backend
-    needs. The one place this is done; `models.build_model` and `evaluate.load_checkpoint` call
-    it first, so every program that builds or loads a model does (tests/test_backends.py). A
+    needs. The one place this is done; `engine.training.train` (through `prepare`) and
+    `engine.inference.load_checkpoint` call it first, and every program builds or loads its
+    model through them (tests/test_backends.py). A
     TensorFlow already started with GPUs visible keeps them: one warning line says so."""
     global _GPUS_HIDDEN
     if _GPUS_HIDDEN or is_tensorflow() or "tensorflow" not in sys.modules:

@@ -1,5 +1,8 @@
 """Where training runs: devices, the tf.distribute strategy, and what workers must agree on.
 
+`setup(config)` does all of it once and returns a `Placement`: the strategy, this worker's index
+and the number of workers, the replicas, whether this is the chief, and `agree`.
+
 - `configure_devices`: before TensorFlow starts, split the CPU into N logical devices
   (config.cpu_replicas: how tests and users try `--distribute mirrored` without GPUs), let GPU
   memory grow instead of taking every visible GPU's memory (so several runs can share a host),
@@ -12,13 +15,14 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import tensorflow as tf
 # TF 2.21 exports enable_op_determinism only; its counterpart lives beside it, unexported.
 from tensorflow.python.framework import config as tf_framework_config
 
-from reproduce import backend
+from reproduce.engine import backend
 
 
 class DistributeError(RuntimeError):
@@ -27,7 +31,7 @@ class DistributeError(RuntimeError):
 
 def configure_devices(config) -> None:
     """Logical CPUs, GPU memory growth and op determinism, as `config` asks (idempotent). On a
-    Keras backend other than TensorFlow, first refuse what needs tf.distribute (reproduce.backend)."""
+    Keras backend other than TensorFlow, first refuse what needs tf.distribute (reproduce.engine.backend)."""
     backend.check_supported(config)
     backend.prepare(config)
     if config.cpu_replicas:
@@ -133,3 +137,33 @@ def agree(strategy, value: int, what: str) -> int:
         raise DistributeError(f"workers disagree on {what}: {values} (each reads its own --out; "
                               "give every worker the same shared run folder)")
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a run trains: the strategy, this worker of `workers`, the replicas in sync."""
+
+    strategy: object
+    worker: int
+    workers: int
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    @property
+    def chief(self) -> bool:
+        """True unless this is a non-chief worker of a multi-worker cluster (only the chief writes)."""
+        return self.worker == 0
+
+    def agree(self, value: int, what: str) -> int:
+        return agree(self.strategy, value, what)
+
+
+def setup(config) -> Placement:
+    """Devices as `config` asks (before anything starts TensorFlow's runtime), then the strategy
+    (a multi-worker one before any other TensorFlow op), and this worker's place in it."""
+    configure_devices(config)
+    strategy = make_strategy(config.distribute)
+    worker, n_workers = workers(strategy)
+    return Placement(strategy, worker, n_workers)
