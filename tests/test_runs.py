@@ -212,3 +212,19 @@ def test_targets_that_read_the_demo_shards_do_not_redraw_the_phantom():
     done = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.setup-stamp", "demo-shards"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert "data_prep.phantom" in done.stdout and "data_prep.build" in done.stdout
+
+
+def test_the_makefile_runs_the_papers_grid():
+    """make paper, table1, figure1 (PAPER_KEYS) and the seeds/localization pairs are the runs of
+    reproduce/paper.py."""
+    import re
+
+    from reproduce import paper
+
+    makefile = (ROOT / "Makefile").read_text()
+
+    def keys(name):
+        return tuple(re.search(rf"^{name} :?= (.+)$", makefile, re.M).group(1).split())
+
+    assert keys("PAPER_KEYS") == paper.TABLE1_KEYS
+    assert set(keys("DEMO_SEED_KEYS")) == set(keys("LOCALIZE_KEYS")) == set(paper.DELONG_PAIR)
