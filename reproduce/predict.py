@@ -112,7 +112,7 @@ def main(argv=None) -> int:
 
     def body():
         quiet.start_tensorflow()
-        from reproduce.engine.predictor import Predictor, find_images
+        from reproduce.predictor import Predictor, find_images
 
         files, problems = find_images(args.paths)
         for message in problems:

@@ -117,3 +117,28 @@ def test_report_side_never_loads_tensorflow():
         if name.startswith(TF_FREE):
             heavy = reachable(edges, name) & {"tensorflow", "keras"}
             assert not heavy, f"{name} imports {heavy} at load time"
+
+
+def room(module: str) -> str:
+    """The room a module belongs to, as the tree reads: a package below reproduce/ (losses, engine,
+    report, study) is one room, every module directly in reproduce/ its own room, and common,
+    data_prep and bench one room each."""
+    parts = module.split(".")
+    if parts[0] != "reproduce":
+        return parts[0]
+    if len(parts) > 2 or (ROOT / "reproduce" / parts[-1]).is_dir():
+        return ".".join(parts[:2])
+    return module
+
+
+def test_no_room_imports_against_the_flow():
+    """Between rooms (folders by role, top-level modules) no import runs back up: the graph of
+    rooms has no cycle, deferred imports included. A library module that imports the study, a
+    program, or a package that imports back into a module that imports it, fails here."""
+    rooms = {}
+    for name, targets in graph(top_level_only=False).items():
+        rooms.setdefault(room(name), set()).update(
+            room(t) for t in targets if t not in ("tensorflow", "keras") and room(t) != room(name))
+    assert find_cycle(rooms) is None
+    assert room("reproduce.engine.training") == "reproduce.engine" and room("reproduce.models") == "reproduce.models"
+    assert find_cycle({"reproduce.engine": {"reproduce.gradcam"}, "reproduce.gradcam": {"reproduce.engine"}})

@@ -15,7 +15,7 @@ from data_prep.schema import CLASSES
 from reproduce.data import make_eval_dataset
 from reproduce.gradcam import GradCAM
 from reproduce.localize import main
-from reproduce.engine.predictor import Predictor
+from reproduce.predictor import Predictor
 from reproduce.report import localization as loc
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import pytest
 
 from data_prep.schema import CLASSES
 from reproduce.data import make_eval_dataset
-from reproduce.engine.predictor import Predictor, find_images
+from reproduce.predictor import Predictor, find_images
 from reproduce.predict import COLUMNS, cam_names, main
 
 SCORES = [f"score_{c}" for c in CLASSES]
