@@ -88,7 +88,7 @@ def synthetic(n: int, size: int, seed: int = 0):
 def compile_as_train(model, config, loss):
     """reproduce.train.compile_for_training's model.compile, argument for argument: that module
     imports TensorFlow (tf.data, tf.distribute), which the device does not have.
-    tests/test_bench_device.py checks that the two compile alike."""
+    tests/bench/test_device.py checks that the two compile alike."""
     import keras
 
     optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[config.optimizer]

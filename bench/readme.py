@@ -5,7 +5,7 @@
 
 Each section sits between `<!-- generated: NAME ... -->` and `<!-- end: NAME -->` in the file that
 holds it (FILES; `--file NAME=PATH` points a section elsewhere); the text between is replaced as a
-whole. tests/test_bench.py fails when a file is stale, so a new `make bench` / `make bench-gpu`
+whole. tests/bench/test_bench.py fails when a file is stale, so a new `make bench` / `make bench-gpu`
 result is followed by `python -m bench.readme`.
   bench-table   docs/benchmarks.md: build, reads, training vs in memory, input pipeline, uint8 input,
                 XLA and steps per execution on a CPU, and one row per GPU benchmarked

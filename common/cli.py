@@ -11,7 +11,7 @@ it; it imports nothing of theirs):
 - an option that takes several values says so (`KEY=RUN [KEY=RUN ...]`) and accepts both
   `--opt a b` and `--opt a --opt b` (`action="extend", nargs="+"`);
 - long steps show a progress bar on a terminal, and print nothing extra into a pipe (`progress`);
-- one name per meaning across programs (tests/test_cli.py holds it): `--data SHARDS` is a TFRecord
+- one name per meaning across programs (tests/repo/test_cli.py holds it): `--data SHARDS` is a TFRecord
   folder, `--split` a subset (train/val/test) and `--split-method` how patients are split,
   `--run` one run folder and `--runs` several, `--runs-dir` a folder of run folders, `--seed`
   what a program draws with and `--bootstrap-seed` the bootstrap's, `--synthetic` "the phantom";

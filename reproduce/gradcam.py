@@ -10,7 +10,7 @@ Wang et al. 2017 (the paper's [5]) threshold into boxes, up to a positive factor
 gives that map before the ReLU (what reproduce.localize boxes, as Wang et al. normalise the CAM).
 
 The block is found by name (each backbone's `cam_layer` in reproduce/backbones.py: verified
-against keras.applications in tests/test_gradcam.py), for any other backbone (tests' "tiny", a custom one) as the last layer
+against keras.applications in tests/reproduce/test_gradcam.py), for any other backbone (tests' "tiny", a custom one) as the last layer
 with a 4-D output that is not a pooling layer; where that block is 1×1 (inputs below 64² for
 DenseNet121, e.g. the demo's 48²), an earlier layer with at least 2×2 maps (`cam_layer`), whose
 map is Grad-CAM proper, no longer exactly the CAM. Written with keras.ops and a tf.GradientTape

@@ -73,7 +73,7 @@ def keep_tensorflow_off_gpus() -> None:
     GPUs from it before its runtime starts, so that it takes none of the memory the backend
     needs. The one place this is done; `engine.training.train` (through `prepare`) and
     `engine.inference.load_checkpoint` call it first, and every program builds or loads its
-    model through them (tests/test_backends.py). A
+    model through them (tests/reproduce/engine/test_backend.py). A
     TensorFlow already started with GPUs visible keeps them: one warning line says so."""
     global _GPUS_HIDDEN
     if _GPUS_HIDDEN or is_tensorflow() or "tensorflow" not in sys.modules:

@@ -18,7 +18,7 @@ from reproduce import metrics, runs
 from reproduce.report import cli as report
 from reproduce.report.predictions import arrays
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--preset", "smoke", "--keys", "tiny_wce", "tiny_ewl"]
 
 

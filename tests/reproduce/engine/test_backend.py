@@ -27,7 +27,7 @@ from reproduce.config import smoke
 from reproduce.engine.inference import load_model
 from reproduce.models import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TOLERANCE = 1e-5  # of a tensor's largest |value|; see the module docstring
 PREDICT = """
 import sys, numpy as np

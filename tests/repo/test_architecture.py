@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("common", "data_prep", "reproduce", "bench")
 # Modules that must never import TensorFlow or Keras at load time, directly or through others:
 # report and metrics run where no model and no GPU exist (README: report never needs a model).
@@ -142,3 +142,14 @@ def test_no_room_imports_against_the_flow():
     assert find_cycle(rooms) is None
     assert room("reproduce.engine.training") == "reproduce.engine" and room("reproduce.models") == "reproduce.models"
     assert find_cycle({"reproduce.engine": {"reproduce.gradcam"}, "reproduce.gradcam": {"reproduce.engine"}})
+
+
+def test_tests_mirror_the_packages():
+    """tests/<package>/… holds the tests of <package>/… (tests/repo: the repository's own checks,
+    tests/data: fixtures); a test folder whose package moved or vanished fails here."""
+    folders = [p for p in (ROOT / "tests").rglob("*") if p.is_dir() and p.name != "__pycache__"]
+    orphans = [str(f.relative_to(ROOT)) for f in folders
+               if f.relative_to(ROOT / "tests").parts[0] not in ("repo", "data")
+               and not (ROOT / f.relative_to(ROOT / "tests")).is_dir()]
+    assert orphans == []
+    assert not list((ROOT / "tests").glob("test_*.py")), "a test file outside the mirrored folders"

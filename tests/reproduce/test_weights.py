@@ -18,7 +18,7 @@ import pytest
 from reproduce import backbones, weights
 from reproduce.weights import ImagenetWeightsUnavailable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "densenet121"
 NAME = "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
 FAKE = b"not really DenseNet121, but 35 bytes" * 100

@@ -299,7 +299,7 @@ def test_official_lists(tmp_path, sample_labels):
 
 def test_the_phantoms_mark_reaches_the_manifest(shards_dir, tmp_path):
     """Synthetic is a fact of the data: data_prep.phantom writes phantom.json {"synthetic": true},
-    the build carries it into manifest.json (then train into config.json, tests/test_train.py)."""
+    the build carries it into manifest.json (then train into config.json, tests/reproduce/engine/test_training.py)."""
     from data_prep.build import is_phantom
     from data_prep.labels import LabelFileError
 

@@ -11,7 +11,7 @@ import pytest
 
 from data_prep.schema import CLASSES
 
-TABLE = Path(__file__).resolve().parents[1] / "reproduce" / "report" / "paper_table1.csv"
+TABLE = Path(__file__).resolve().parents[3] / "reproduce" / "report" / "paper_table1.csv"
 KEYS = ["wang2017_wce", "yao2017_cnn_rnn", "li2018_patch", "kumar2018_boosted", "wang2018_chestnet",
         "vgg16_wce", "resnet50_wce", "densenet121_wce", "densenet121_ewl"]
 # Mean of the 14 printed values ≠ printed AVE (|difference| > 0.00005, half a unit of the last

@@ -117,7 +117,7 @@ def test_make_demo_writes_an_ignored_folder_and_ends_by_comparing_with_the_refer
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     if shutil.which("make") is None or shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("needs make and a git checkout")
     done = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.setup-stamp", "demo"],

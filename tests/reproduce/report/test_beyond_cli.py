@@ -16,7 +16,7 @@ from reproduce.report import calibration, operating_points, subgroups
 from reproduce.report import cli as report
 from reproduce.report.predictions import arrays, predictions_frame, read_predictions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 KEYS = ("densenet121_wce", "densenet121_ewl")
 SPLITS = {"val": (0, 100), "test": (1000, 200)}  # first patient id, images (2 per patient)
 HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"

@@ -53,7 +53,7 @@ def logit_gradient(name, labels, logits):
 @pytest.mark.parametrize("name", READINGS)
 def test_every_reading_raises_a_true_class_at_initialisation(name):
     # 14 outputs at z = 0 (softmax 1/14, sigmoid 1/2), class 0 true: descent must raise z0,
-    # i.e. ∂L/∂z0 < 0 — the property the literal "ewl" lacks (tests/test_ewl_gradient.py).
+    # i.e. ∂L/∂z0 < 0 — the property the literal "ewl" lacks (tests/reproduce/losses/test_ewl_gradient.py).
     labels = np.zeros((1, 14), np.float32)
     labels[0, 0] = 1.0
     assert logit_gradient(name, labels, np.zeros((1, 14)))[0, 0] < 0
@@ -89,7 +89,7 @@ def test_saved_model_keeps_nested_wce_ewl(tmp_path):
 
 
 def test_toy_experiment_readings_beat_chance():
-    # The sign-flipped reading on the linear toy of tests/test_ewl_gradient.py: true classes rise
+    # The sign-flipped reading on the linear toy of tests/reproduce/losses/test_ewl_gradient.py: true classes rise
     # towards 1/e (not 1), and the ranking is right.
     result = toy_experiment("ewl_neg")
     assert result["mean_auc"] > 0.8

@@ -21,7 +21,7 @@ from reproduce.engine.inference import predict_split
 from reproduce.engine.training import TrainingFailed, train
 from reproduce.train import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = ["--model", "tiny", "--preset", "smoke", "--batch-size", "8"]
 
 
@@ -296,7 +296,7 @@ def test_missing_data_is_a_one_line_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["resnet50"])  # vgg16 and densenet121: tests/test_distribute.py
+@pytest.mark.parametrize("model", ["resnet50"])  # vgg16 and densenet121: tests/reproduce/engine/test_distribute.py
 @pytest.mark.parametrize("loss", ["wce", "ewl"])
 def test_cli_trains_every_table1_pair_at_smoke_scale(model, loss, shards_dir, tmp_path):
     """§IV.D: three backbones × {Eq. (1), Eq. (2)}; 32², batch 4, 1 step, eager, no weights.

@@ -16,7 +16,7 @@ from reproduce import metrics
 from reproduce.report import cli as report
 from reproduce.report import expert
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
           "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],Fracture,Pneumothorax,"
           "Airspace opacity,Nodule or mass,Set Id")

@@ -15,7 +15,7 @@ from reproduce import metrics
 from reproduce.report import cli as report
 from reproduce.report.table1 import read_paper_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 N_POS, N_NEG = 10, 30  # 40 images, 2 per patient
 # Concordant pairs k of 300 per class j: AUC = k/300 exactly (no ties, see _scores).
 TARGETS = {

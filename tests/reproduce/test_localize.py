@@ -18,7 +18,7 @@ from reproduce.localize import main
 from reproduce.predictor import Predictor
 from reproduce.report import localization as loc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

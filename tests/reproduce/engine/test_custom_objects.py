@@ -14,7 +14,7 @@ from reproduce.config import smoke
 from reproduce.models import build_model
 from reproduce.engine.training import compile_for_training
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 LOAD = """
 import json, sys

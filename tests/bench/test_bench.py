@@ -15,7 +15,7 @@ import pytest
 
 from bench import gpu, projection, readme
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- the Table I projection ---------------------------------------------------------------------

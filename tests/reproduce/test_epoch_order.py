@@ -16,7 +16,7 @@ PAPER_COUNTS = [PER_SHARD] * (PAPER_RECORDS // PER_SHARD) + [PAPER_RECORDS % PER
 def test_pass_sequence_is_tf_data_interleave_step_by_step(monkeypatch):
     """Two slots, files in the order 2 (3 records), 0 (1), 1 (2): slot A opens 2, slot B opens 0;
     A: 2; B: 0; A: 2; B: 0 ran out (emptied); A: 2; B: opens 1, reads 1; A: 2 ran out; B: 1.
-    The same order tf.data produces is checked in tests/test_pipeline.py."""
+    The same order tf.data produces is checked in tests/reproduce/test_data.py."""
     monkeypatch.setattr(eo, "CYCLE", 2)
     assert eo.pass_sequence([1, 2, 3], [2, 0, 1]).tolist() == [2, 0, 2, 2, 1, 1]
     assert eo._within_shard_index(np.array([2, 0, 2, 2, 1, 1])).tolist() == [0, 0, 1, 2, 0, 1]

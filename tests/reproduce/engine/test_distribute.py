@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 RELATIVE_BOUND = {"tiny-bn": 1e-4, "densenet121": 1e-3}  # of the distance trained, SGD
 
 

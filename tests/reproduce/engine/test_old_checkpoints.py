@@ -12,7 +12,7 @@ import pytest
 from reproduce.config import Config
 from reproduce.engine.inference import load_checkpoint
 
-FIXTURES = Path(__file__).parent / "data" / "checkpoints"
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "data" / "checkpoints"
 RUNS = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from bench import device, device_report, readme
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # On PYTHONPATH first, so the workers started by bench/device.py inherit it too; it notes who tried.
 BLOCKER = ("import os, traceback\n"
            "with open(os.environ['NO_TF_LOG'], 'a') as fh:\n"
