@@ -8,7 +8,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-# oneDNN: off by default on AMD CPUs, on is faster here; must be set before TensorFlow loads (data_prep.quiet sets both defaults too).
+# oneDNN: off by default on AMD CPUs, on is faster here; must be set before TensorFlow loads (common.quiet sets both defaults too).
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1

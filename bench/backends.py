@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
-from data_prep.provenance import cpu_facts, portable_path, provenance
+from common import cli
+from common.provenance import cpu_facts, portable_path, provenance
 from data_prep.schema import CLASSES
 from reproduce.metrics import mean_auc, roc_auc_per_class
 from reproduce.report.predictions import arrays, read_predictions

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import cli, images, shards
+from common import cli, quiet
+from data_prep import images, shards
 from data_prep.build import build_dataset, find_label_file, index_images
 
 READ_RECORDS = 4096  # our choice: enough records per read timing to dwarf tf.data start-up
@@ -195,6 +196,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
+        quiet.start_tensorflow()  # the build writes TFRecords
         with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
             result = run_bench(Path(args.data_dir), args.images, args.size, Path(tmp))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -36,10 +36,11 @@ from bench import device_worker
 from bench.device_report import brief, report
 from bench.projection import TABLE1_RUNS, table1_hours
 from bench.workers import run_for_rows
-from data_prep import cli, provenance
+from common import cli, provenance
+from reproduce.paper import BENCHMARKED
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKBONES = ("densenet121", "resnet50", "vgg16")  # the paper's baseline first (§III)
+BACKBONES = BENCHMARKED  # reproduce/paper.py: the paper's baseline first (§III)
 PRECISIONS = tuple(device_worker.PRECISIONS)  # bf16, fp32, fp16 (the default order)
 SIZES = {False: {"image_size": 224, "batch_size": 32, "val_batch_size": 128, "steps": 20, "epochs": 2,
                  "val_batches": 16, "max_batch_cap": 1024, "budget_s": 330, "min_task_s": 30},

@@ -5,7 +5,7 @@ bench/device.py, not by hand).
         [--backbone B] [--loss L] [--precision P] [--image-size S] [--batch-size B] ...
 
 KERAS_BACKEND=jax only. The model of `reproduce.models.build_model` and the loss of
-`reproduce.loss_registry.build_loss`, compiled as `reproduce.train` compiles them, trained by
+`reproduce.losses.build_loss`, compiled as `reproduce.train` compiles them, trained by
 Model.fit on synthetic uint8 images and multi-hot labels held in memory (NumPy, seed 0). Appends
 one JSON row per measurement to --rows as soon as it is measured, so a crash or an out-of-memory
 stop keeps what came before:
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import cli
-from data_prep.provenance import cpu_facts
+from common import cli
+from common.provenance import cpu_facts
 
 PRECISIONS = {"bf16": "mixed_bfloat16", "fp32": "float32", "fp16": "mixed_float16"}  # Keras dtype policies
 POSITIVE_RATE = 0.05  # our choice, about ChestX-ray14's share of positive labels; speed ignores it
@@ -88,7 +88,7 @@ def synthetic(n: int, size: int, seed: int = 0):
 def compile_as_train(model, config, loss):
     """reproduce.train.compile_for_training's model.compile, argument for argument: that module
     imports TensorFlow (tf.data, tf.distribute), which the device does not have.
-    tests/test_bench_device.py checks that the two compile alike."""
+    tests/bench/test_device.py checks that the two compile alike."""
     import keras
 
     optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[config.optimizer]
@@ -105,7 +105,7 @@ def built_model(args):
     import keras
 
     from reproduce.config import paper
-    from reproduce.loss_registry import build_loss
+    from reproduce.losses import build_loss
     from reproduce.models import build_model
 
     keras.mixed_precision.set_global_policy(PRECISIONS[args.precision])
@@ -196,8 +196,8 @@ def build_parser():
     p.add_argument("--deadline", type=float, required=True, help="Unix time to be done by")
     p.add_argument("--probe", action="store_true", help="write the machine row only")
     p.add_argument("--cache", help="JAX compilation cache folder shared by the tasks (model building only)")
-    p.add_argument("--backbone", default="densenet121", help="the model (reproduce.config.MODELS)")
-    p.add_argument("--loss", default="wce", help="the loss (reproduce.loss_registry)")
+    p.add_argument("--backbone", default="densenet121", help="the model (reproduce/backbones.py)")
+    p.add_argument("--loss", default="wce", help="the loss (reproduce/losses)")
     p.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS), help="Keras dtype policy")
     p.add_argument("--image-size", type=int, default=224, help="image side in pixels")
     p.add_argument("--batch-size", type=int, default=32, help="training batch")

@@ -20,16 +20,20 @@ import statistics
 import time
 from pathlib import Path
 
+from common import quiet
+
+quiet.start_tensorflow()  # a program: TensorFlow's start-up lines stay off the terminal
+
 import keras
 import tensorflow as tf
 
 from bench.pipeline import time_batches
-from data_prep import cli
+from common import cli
 from bench.timing import compiled_model, fit_seconds, machine_facts
-from reproduce import distribute
+from reproduce.engine import distribute
 from reproduce.config import paper
 from reproduce.data import endless_training_dataset, make_eval_dataset, read_manifest, split_size
-from reproduce.evaluate import compiled_forward, predict_split
+from reproduce.engine.inference import compiled_forward, predict_split
 
 # mode -> (mixed precision, jit_compile)
 MODES = {"fp32": (False, "off"), "mixed": (True, "off"), "mixed_xla": (True, "on")}

@@ -28,8 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from data_prep import cli
-from data_prep.provenance import cpu_facts, portable_path, provenance
+from common import cli
+from common.provenance import cpu_facts, portable_path, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("demo", "rehearse", "test")

@@ -8,14 +8,15 @@ Eq. (1): priced at DenseNet121's speed). Checkpoint writes and process start-up 
 """
 from __future__ import annotations
 
+from reproduce.paper import table1_models
+
 # `python -m data_prep.split --labels Data_Entry_2017_v2020.csv.gz` (paper split, seed 0):
 # train 78,430 images, val 11,835 (docs/commands.md, data_prep.split's output).
 TRAIN_IMAGES = 78_430
 VAL_IMAGES = 11_835
 EPOCHS = 50  # §IV.B "we trained each model for 50 epochs"
 # Table I's four trained columns, in `make paper`'s order, and the backbone each one times.
-TABLE1_RUNS = {"vgg16_wce": "vgg16", "resnet50_wce": "resnet50",
-               "densenet121_wce": "densenet121", "densenet121_ewl": "densenet121"}
+TABLE1_RUNS = table1_models()  # {Table I key: backbone} (reproduce/paper.py)
 
 
 def run_hours(train_img_s: float, val_img_s: float, epochs: int = EPOCHS,

@@ -5,7 +5,7 @@
 
 Each section sits between `<!-- generated: NAME ... -->` and `<!-- end: NAME -->` in the file that
 holds it (FILES; `--file NAME=PATH` points a section elsewhere); the text between is replaced as a
-whole. tests/test_bench.py fails when a file is stale, so a new `make bench` / `make bench-gpu`
+whole. tests/bench/test_bench.py fails when a file is stale, so a new `make bench` / `make bench-gpu`
 result is followed by `python -m bench.readme`.
   bench-table   docs/benchmarks.md: build, reads, training vs in memory, input pipeline, uint8 input,
                 XLA and steps per execution on a CPU, and one row per GPU benchmarked
@@ -26,8 +26,8 @@ from pathlib import Path
 from bench.backends import backends_section
 from bench.device_report import gpu_jax
 from bench.make_times import demo_profile, times_section
-from data_prep import cli
-from data_prep.provenance import portable_path
+from common import cli
+from common.provenance import portable_path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_GOAL = 2.0  # our target for the build vs a naive loop (per core)

@@ -18,11 +18,11 @@ import time
 import keras
 import tensorflow as tf
 
-from data_prep.provenance import cpu_facts
+from common.provenance import cpu_facts
 from reproduce.data import check_execution_chunks
-from reproduce.loss_registry import build_loss
+from reproduce.losses import build_loss
 from reproduce.models import build_model
-from reproduce.train import compile_for_training
+from reproduce.engine.training import compile_for_training
 
 
 def machine_facts() -> dict:

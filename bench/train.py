@@ -27,6 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+from common import quiet
+
+quiet.start_tensorflow()  # a program: TensorFlow's start-up lines stay off the terminal
+
 import cv2
 import keras
 import numpy as np
@@ -35,7 +39,7 @@ import tensorflow as tf
 from bench.pipeline import normalisation_ratio
 from bench.switches import switch_rates
 from bench.timing import compiled_model, fit_rates, machine_facts
-from data_prep import cli
+from common import cli
 from data_prep.build import find_label_file
 from data_prep.labels import label_matrix, read_label_file
 from reproduce.config import demo, paper

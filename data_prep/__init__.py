@@ -1,6 +1,6 @@
 """ChestX-ray14 preparation: label files, patient-wise splits, image conversion, TFRecord shards, and a
 synthetic ChestX-ray14 (phantom)."""
-from data_prep import quiet
+from common import quiet
 
-quiet.install()  # before anything imports TensorFlow: its start-up lines stay off the terminal
+quiet.set_defaults()  # TensorFlow's environment defaults, before anything imports it
 

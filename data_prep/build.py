@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli, shards
+from common import cli, quiet
+from data_prep import shards
 from data_prep.images import ImageError
 from data_prep.phantom.make import PHANTOM_MARK
 from data_prep.labels import LabelFileError, label_matrix, read_label_file
@@ -164,6 +165,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
+        quiet.start_tensorflow()  # writes the TFRecords
         result = build_dataset(args.data_dir, args.out, args.split_method, args.size, args.workers, args.seed,
                                args.skip_bad, args.encoding, images_per_shard=args.images_per_shard)
         for name, part in result["splits"].items():

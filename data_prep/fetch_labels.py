@@ -20,9 +20,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from data_prep import cli
-from data_prep.checksums import sha256_file
-from data_prep.provenance import PROJECT_ROOT
+from common import cli
+from common.checksums import sha256_file
+from common.provenance import PROJECT_ROOT
 
 # The NIH v2020 label file, the 2017 bounding boxes and Google's 2019 expert labels, as shipped in
 # torchxrayvision 1.5.7 (all three under torchxrayvision/data/ in the wheel).

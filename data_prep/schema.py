@@ -88,7 +88,7 @@ def encode_example(
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     # deterministic=True: protobuf map order otherwise varies between processes, and a resumed or
-    # 2-worker build must write byte-identical shards (tests/test_build.py).
+    # 2-worker build must write byte-identical shards (tests/data_prep/test_build.py).
     return example.SerializeToString(deterministic=True)
 
 

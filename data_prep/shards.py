@@ -18,7 +18,8 @@ import os
 import struct
 from pathlib import Path
 
-from data_prep.checksums import sha256_file
+from common import quiet
+from common.checksums import sha256_file
 from data_prep.images import ImageError, load_image
 from data_prep.schema import SHARD_GLOB, SHARD_TEMPLATE, SPLITS
 
@@ -116,7 +117,7 @@ def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # our choice: parallelism comes from processes, one core each
-    import tensorflow  # noqa: F401  (loaded once per worker, not once per shard)
+    quiet.start_tensorflow()  # loaded once per worker, not once per shard
 
 
 def write_shards(tasks: list[ShardTask], workers: int = 1, progress=None) -> list[dict]:

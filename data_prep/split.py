@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
+from common import cli
 from data_prep.labels import class_counts, read_label_file
 from data_prep.schema import CLASSES, SPLITS
 

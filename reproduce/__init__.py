@@ -1,8 +1,4 @@
 """Reproduction of Mo & Cai (2019): input pipeline, backbones, losses, training, evaluation, report."""
-from data_prep import quiet
+from common import quiet
 
-quiet.install()  # before anything imports TensorFlow: its start-up lines stay off the terminal
-
-from reproduce import custom_objects  # noqa: E402  (after quiet: Keras may import TensorFlow)
-
-custom_objects.register()  # `import reproduce` lets keras.saving.load_model read every file we write
+quiet.set_defaults()  # TensorFlow's environment defaults, before anything imports it

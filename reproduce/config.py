@@ -12,14 +12,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-# §IV.D: the three backbones of Table I; "tiny" is a 2-conv CNN for tests only (not in the paper),
-# "tiny-bn" the same with BatchNormalization (replica tests of synchronized BatchNorm in seconds).
-TEST_MODELS = ("tiny", "tiny-bn")
-# Every loss name reproduce.loss_registry knows when nothing else is registered: the paper's two,
-# then the readings of Eq. (2) (reproduce.study.readings). Here so that the CLI's --help needs no
-# Keras; tests/test_cli.py checks it against loss_registry.available_losses().
-LOSS_NAMES = ("wce", "ewl", "ewl_neg", "softmax_ce", "wce_ewl", "ewl_sigmoid")
-MODELS = ("vgg16", "resnet50", "densenet121", *TEST_MODELS)
+from reproduce import backbones, losses
+
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 
 
@@ -32,9 +26,10 @@ def _field(default, why: str):
 class Config:
     # --- what is trained ---------------------------------------------------------------------
     model: str = _field("densenet121", '§III "DenseNet121 is utilized as baseline"; §IV.D also '
-                        "VGG16, ResNet50 (tiny, tiny-bn: 2-conv CNNs for tests)")
+                        "VGG16, ResNet50 (tiny, tiny-bn: 2-conv CNNs for tests; every backbone: "
+                        "reproduce/backbones.py)")
     loss: str = _field("wce", "§III.B Eq. (1) weighted CE (wce) or Eq. (2) entropy weighting (ewl); "
-                       "other names: the Eq. (2) readings of reproduce.study")
+                       "other names: the Eq. (2) readings (every loss: reproduce/losses)")
     weights: str = _field("imagenet", '§IV.D "pre-trained baseline models": imagenet, none, or a '
                           "weights file")
     initializer: str = _field("keras", "our choice: how weights that are not loaded (the head; a "
@@ -95,7 +90,7 @@ class Config:
     run_eagerly: bool = _field(False, "our choice for tiny CPU runs: no graph tracing")
 
     def __post_init__(self):
-        for name, allowed in CHOICES.items():
+        for name, allowed in choices().items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 <= self.batchnorm_momentum < 1:
@@ -167,10 +162,17 @@ def smoke() -> Config:
 
 
 PRESETS = {"paper": paper, "demo": demo, "smoke": smoke}
-# Fields whose values are a closed set (the loss names come from the registry: `add_arguments`).
-CHOICES = {"model": MODELS, "distribute": DISTRIBUTE, "wce_factors": ("batch", "dataset"),
+# Fields whose values are a closed set (model and loss: their tables, `choices`).
+CHOICES = {"distribute": DISTRIBUTE, "wce_factors": ("batch", "dataset"),
            "checkpoint": ("best", "last"), "optimizer": ("adam", "sgd"), "jit_compile": ("auto", "on", "off"),
            "initializer": ("keras", "numpy")}
+
+
+def choices() -> dict:
+    """Every closed-set field's values, the backbones and losses read from their tables when
+    asked (a record added to reproduce/backbones.py, a row to reproduce/losses, is a valid
+    --model or --loss at once)."""
+    return {"model": backbones.names(), "loss": losses.names(), **CHOICES}
 
 
 def preset(name: str) -> Config:
@@ -204,13 +206,13 @@ def _preset_values(name: str, presets: dict) -> str:
     return "[" + ", ".join(f"{k}: {v}" for k, v in shown.items()) + "]"
 
 
-def add_arguments(parser, choices: dict | None = None) -> None:
+def add_arguments(parser, extra_choices: dict | None = None) -> None:
     """One option per Config field, named after it (`--learning-rate` sets learning_rate), help
     = the field's source; unset options keep the preset's value (`overrides`)."""
     group = parser.add_argument_group(
         "configuration", "every Config field (reproduce/config.py); unset = the --preset's value; "
         "each preset's value in brackets, as the option takes it")
-    allowed = {**CHOICES, **(choices or {})}
+    allowed = {**choices(), **(extra_choices or {})}
     presets = {name: make() for name, make in PRESETS.items()}
     for f in dataclasses.fields(Config):
         kwargs = {"dest": f.name, "default": argparse.SUPPRESS,

@@ -9,8 +9,8 @@ backbone's output (ResNet50, DenseNet121) this heatmap is exactly the class acti
 Wang et al. 2017 (the paper's [5]) threshold into boxes, up to a positive factor; `relu=False`
 gives that map before the ReLU (what reproduce.localize boxes, as Wang et al. normalise the CAM).
 
-The block is found by name (`CAM_LAYERS`: verified against keras.applications in
-tests/test_gradcam.py), for any other backbone (tests' "tiny", a custom one) as the last layer
+The block is found by name (each backbone's `cam_layer` in reproduce/backbones.py: verified
+against keras.applications in tests/reproduce/test_gradcam.py), for any other backbone (tests' "tiny", a custom one) as the last layer
 with a 4-D output that is not a pooling layer; where that block is 1×1 (inputs below 64² for
 DenseNet121, e.g. the demo's 48²), an earlier layer with at least 2×2 maps (`cam_layer`), whose
 map is Grad-CAM proper, no longer exactly the CAM. Written with keras.ops and a tf.GradientTape
@@ -23,12 +23,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from reproduce import backend
+from reproduce import backbones
+from reproduce.engine import backend
 
-# The last convolutional block of each backbone (keras.applications layer names): VGG16's last
-# convolution (before its max pool, at twice the pool's resolution), ResNet50's last residual
-# block output, DenseNet121's final BatchNorm + ReLU (what global average pooling reads).
-CAM_LAYERS = {"vgg16": "block5_conv3", "resnet50": "conv5_block3_out", "densenet121": "relu"}
 BATCH = 32  # images per backward pass
 MIN_CELLS = 2  # our choice: the smallest map side that can point somewhere (cam_layer)
 _POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
@@ -56,13 +53,14 @@ def _cells(layer) -> int:
     return min(layer.output.shape[1], layer.output.shape[2])
 
 
-def cam_layer(backbone: keras.Model):
-    """The backbone's last convolutional block: `CAM_LAYERS[backbone.name]` by name, else (a
-    backbone of tests) `last_feature_layer`. If that block's maps are under MIN_CELLS cells a side
+def cam_layer(backbone: keras.Model, family: str | None = None):
+    """The backbone's last convolutional block: its record's `cam_layer` by name (`family`, else
+    the backbone's own name), else `last_feature_layer`. If that block's maps are under MIN_CELLS cells a side
     (small inputs: DenseNet121 below 64², ResNet50 at 32²), the last non-pooling 4-D layer
     before it that has MIN_CELLS: a 1×1 map is one number per channel, so its upsampled heatmap is
     flat and points nowhere (our choice; the paper's 224² always gives the named block, 7×7)."""
-    named = CAM_LAYERS.get(backbone.name)
+    record = backbones.BACKBONES.get(family or backbone.name)
+    named = record.cam_layer if record is not None else None
     block = backbone.get_layer(named) if named else last_feature_layer(backbone)
     if _cells(block) >= MIN_CELLS:
         return block
@@ -85,8 +83,8 @@ class GradCAM:
                 f"KERAS_BACKEND=tensorflow (Keras backend here: {backend.name()}); the run's "
                 f".keras files load there unchanged")
         backbone = backbone_of(model)
-        self.layer_name = cam_layer(backbone).name
         self._input = model.get_layer("backbone_input")
+        self.layer_name = cam_layer(backbone, self._input.family).name
         # One call gives both the block's maps and the backbone's output computed from them, so the
         # tape links the class score back to the maps.
         self._features = keras.Model(backbone.inputs,

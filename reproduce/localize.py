@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
-from data_prep.checksums import sha256_file
+from common import cli, quiet
+from common.checksums import sha256_file
 from data_prep.labels import read_bbox_file
-from data_prep.provenance import portable_path, provenance
+from common.provenance import portable_path, provenance
 from data_prep.schema import CLASSES, SPLITS
 from reproduce import run_data
 from reproduce.report import localization as loc
@@ -100,7 +100,7 @@ def localize_run(run: Path, args, bbox: pd.DataFrame, examples: list | None, dec
     """One run: (scored boxes, its images and heatmaps of the example pairs, the example list).
     `decoded` keeps the split's images per image size, so runs of one size decode them once."""
     from reproduce.config import Config
-    from reproduce.evaluate import load_checkpoint
+    from reproduce.engine.inference import load_checkpoint
 
     config = Config.load(run / "config.json")
     model = load_checkpoint(run / f"{args.checkpoint or config.checkpoint}.keras", config)
@@ -221,7 +221,12 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in localization_config.json
     if not 0 < args.threshold <= 1 or args.examples < 1:
         parser.error("--threshold must be in (0, 1] and --examples >= 1")
-    return cli.run(lambda: run_localize(args))
+
+    def body():
+        quiet.start_tensorflow()
+        run_localize(args)
+
+    return cli.run(body)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Model = uint8 gray image [S, S, 1] → `BackboneInput` (gray → RGB, the family's ImageNet
 normalisation: §IV.B "normalized") → backbone (keras.applications, include_top=False) → global
 average pooling → Dense(14) with the head activation the loss needs
-(`loss_registry.head_activation`: sigmoid for Eq. (1), softmax for Eq. (2), §III.B). The input
+(`losses.head_activation`: sigmoid for Eq. (1), softmax for Eq. (2), §III.B). The input
 layer is part of the model, so it runs on the accelerator and every saved .keras file takes the
 images exactly as the TFRecords (and `reproduce.predict`) give them. §IV.D "pre-trained baseline
 models": ImageNet weights by default; all layers are fine-tuned (§V "we fine-tuned the
@@ -16,42 +16,40 @@ a failed download is `ImagenetWeightsUnavailable`, one line naming the URL, the 
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import keras
 from keras import ops
 
 from data_prep.schema import NUM_CLASSES
-from reproduce.config import TEST_MODELS
-from reproduce import backend, custom_objects, init_weights, weights as pretrained
+from reproduce import backbones, init_weights, losses, weights as pretrained
 from reproduce.weights import ImagenetWeightsUnavailable  # noqa: F401  (public here too)
-from reproduce import loss_registry  # module, not name: `import reproduce` may load us mid-import of it
 
-# keras.applications module and constructor per family, and the notop file that
-# keras.applications.<family> downloads into $KERAS_HOME/models: one table, reproduce.weights.NOTOP.
-_FAMILIES = {name: (record.module, record.constructor, record.file_name)
-             for name, record in pretrained.NOTOP.items()}
+
+def _constructor(record: backbones.Backbone):
+    """The callable a record names ("module:callable")."""
+    module, _, name = record.constructor.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def preprocess_fn(model_name: str):
     """The input normalisation the backbone's weights expect, on float RGB in [0, 255].
 
-    §IV.B "normalized with the same mean, standard deviation": keras.applications.<family>
-    .preprocess_input (vgg16/resnet50: "caffe", RGB→BGR minus the ImageNet mean; densenet121:
-    "torch", /255 then ImageNet mean/std). "tiny" (tests only): x/127.5 − 1, our choice.
+    §IV.B "normalized with the same mean, standard deviation": a keras.applications family's own
+    preprocess_input (vgg16/resnet50: "caffe", RGB→BGR minus the ImageNet mean; densenet121:
+    "torch", /255 then ImageNet mean/std); another backbone's record names the mode ("tiny", tests
+    only: "tf", x/127.5 − 1, our choice).
     """
-    if model_name in TEST_MODELS:
-        return lambda x: x / 127.5 - 1.0
-    if model_name not in _FAMILIES:
-        raise ValueError(f"unknown model {model_name!r}; expected one of {(*_FAMILIES, *TEST_MODELS)}")
-    module = getattr(keras.applications, _FAMILIES[model_name][0])
-    return module.preprocess_input
+    record = backbones.backbone(model_name)
+    if record.application:
+        return importlib.import_module(record.constructor.partition(":")[0]).preprocess_input
+    return lambda x: keras.applications.imagenet_utils.preprocess_input(x, mode=record.preprocessing)
 
 
-# keras.applications.<family>.preprocess_input on float RGB in [0, 255]
+# keras.applications' preprocess_input modes on float RGB in [0, 255]
 # (keras/src/applications/imagenet_utils.py): "caffe" = RGB→BGR, minus the ImageNet BGR mean;
-# "torch" = /255, minus the mean, divided by the std; "tf" = /127.5 − 1 (our choice for "tiny").
-_MODES = {"vgg16": "caffe", "resnet50": "caffe", "densenet121": "torch", "tiny": "tf", "tiny-bn": "tf"}
+# "torch" = /255, minus the mean, divided by the std; "tf" = /127.5 − 1.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -65,8 +63,7 @@ class BackboneInput(keras.layers.Layer):
     order). Always float32, also under mixed precision (the backbone casts to float16 itself)."""
 
     def __init__(self, family: str, **kwargs):
-        if family not in _MODES:
-            raise ValueError(f"unknown model {family!r}; expected one of {tuple(_MODES)}")
+        self.mode = backbones.backbone(family).preprocessing
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.family = family
@@ -74,10 +71,9 @@ class BackboneInput(keras.layers.Layer):
     def call(self, images):
         x = ops.cast(images, "float32")
         x = ops.concatenate([x, x, x], axis=-1)
-        mode = _MODES[self.family]
-        if mode == "tf":
+        if self.mode == "tf":
             return x / 127.5 - 1.0
-        if mode == "caffe":
+        if self.mode == "caffe":
             return x - ops.convert_to_tensor(_CAFFE_MEAN_BGR, "float32")
         x = x / 255.0
         return (x - ops.convert_to_tensor(_TORCH_MEAN, "float32")) / ops.convert_to_tensor(_TORCH_STD, "float32")
@@ -104,30 +100,28 @@ def tiny_backbone(input_shape, batchnorm: bool = False) -> keras.Model:
     return keras.Model(inputs, x, name="tiny_bn" if batchnorm else "tiny")
 
 
-def _application_backbone(model_name: str, input_shape, weights: str) -> keras.Model:
-    module_name, constructor, _ = _FAMILIES[model_name]
-    build = getattr(getattr(keras.applications, module_name), constructor)
-    if weights == "imagenet":
-        # The verified file in the Keras cache (downloaded on first use), passed as a path: Keras
-        # loads it by topology and makes no second download attempt of its own.
-        return build(include_top=False, weights=str(pretrained.imagenet_weights(model_name)),
-                     input_shape=input_shape)
-    return build(include_top=False, weights=None, input_shape=input_shape)
+def tiny_bn_backbone(input_shape) -> keras.Model:
+    return tiny_backbone(input_shape, batchnorm=True)
 
 
 def _make_backbone(config, input_shape) -> keras.Model:
-    """The feature extractor named by config.model, with config.weights loaded."""
-    weights = config.weights
+    """The feature extractor named by config.model, with config.weights loaded: a
+    keras.applications family with include_top=False (ImageNet weights: the verified file in the
+    Keras cache, downloaded on first use and passed as a path, so Keras loads it by topology and
+    tries no download of its own), or another record's constructor(input_shape)."""
+    record, weights = backbones.backbone(config.model), config.weights
     if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: backbone weights file not found")
-    if config.model in TEST_MODELS:
-        if weights == "imagenet":
-            raise ValueError(f"model {config.model!r} has no ImageNet weights; use weights='none' "
-                             "or a file")
-        backbone = tiny_backbone(input_shape, batchnorm=config.model == "tiny-bn")
+    if weights == "imagenet" and record.weights is None:
+        raise ValueError(f"model {config.model!r} has no ImageNet weights; use weights='none' or a file")
+    build = _constructor(record)
+    if not record.application:
+        backbone = build(input_shape)
+    elif weights == "imagenet":
+        backbone = build(include_top=False, weights=str(pretrained.imagenet_weights(config.model)),
+                         input_shape=input_shape)
     else:
-        backbone = _application_backbone(config.model, input_shape,
-                                         "imagenet" if weights == "imagenet" else "none")
+        backbone = build(include_top=False, weights=None, input_shape=input_shape)
     if weights not in ("imagenet", "none"):
         backbone.load_weights(weights)
     return backbone
@@ -171,7 +165,6 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
     BatchNorm. The head runs in float32 even under mixed precision (a float16 softmax/sigmoid
     and log in the loss underflow). Every layer is trainable.
     """
-    backend.keep_tensorflow_off_gpus()  # under JAX, before anything can start TensorFlow's runtime
     size = config.image_size
     input_shape = (size, size, 3)
     features = backbone(input_shape) if backbone is not None else _make_backbone(config, input_shape)
@@ -183,7 +176,7 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
     x = features(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     init = keras.initializers.GlorotUniform(seed=config.seed)  # our choice: seeded head init
-    outputs = keras.layers.Dense(NUM_CLASSES, activation=loss_registry.head_activation(config.loss),
+    outputs = keras.layers.Dense(NUM_CLASSES, activation=losses.head_activation(config.loss),
                                  kernel_initializer=init, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, outputs, name=f"{config.model}_{config.loss}")
     model.trainable = True  # §V "we fine-tuned the pre-trained model": propagates to every layer
@@ -192,7 +185,3 @@ def build_model(config, backbone=None, replicas: int = 1) -> keras.Model:
         init_weights.draw_initial_weights(model, config.seed, skip=[features] if loaded else [])
     return model
 
-
-# `import reproduce.models` alone registers every custom object of the package, also when this
-# module was the one that first imported Keras (reproduce/custom_objects.py).
-custom_objects.import_all()

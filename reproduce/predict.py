@@ -27,99 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
-from data_prep.checksums import sha256_file
-from data_prep.dicom import DICOM_SUFFIXES, is_dicom, read_dicom
-from data_prep.images import ImageError, load_image, resize_square
-from data_prep.provenance import PROJECT_ROOT, portable_path, provenance
-from data_prep.schema import CLASSES, NUM_CLASSES, encode_example
-from reproduce.config import Config
+from common import cli, quiet
+from common.provenance import portable_path, provenance
+from data_prep.images import ImageError
+from data_prep.schema import CLASSES, NUM_CLASSES
 from reproduce.report.predictions import SCORE_COLUMNS
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *DICOM_SUFFIXES)
 COLUMNS = ["path", "run", "checkpoint", *SCORE_COLUMNS]
 DEFAULT_TOP_K = 3  # our choice: overlays for an image's three most probable classes
-
-
-def find_images(paths) -> tuple[list[Path], list[str]]:
-    """The image files named or held (recursively, sorted) by `paths`, and one message per PATH
-    that is neither (missing, or a folder without images)."""
-    files, problems = [], []
-    for given in map(Path, paths):
-        if given.is_file():
-            files.append(given)
-        elif given.is_dir():
-            found = sorted(p for p in given.rglob("*") if p.is_file() and (
-                p.suffix.lower() in IMAGE_SUFFIXES or (not p.suffix and is_dicom(p))))
-            files.extend(found)
-            if not found:
-                problems.append(f"{given}: folder holds no image file ({', '.join(IMAGE_SUFFIXES)})")
-        else:
-            problems.append(f"{given}: no such file or folder")
-    return files, problems
-
-
-def read_image(path: Path, stored_size: int) -> np.ndarray:
-    """One file -> uint8 [stored_size, stored_size] gray, by the build's rules (INTER_AREA)."""
-    if is_dicom(path):
-        return resize_square(read_dicom(path), stored_size)
-    return load_image(path, stored_size)
-
-
-def model_input(image: np.ndarray, stored_size: int, image_size: int) -> np.ndarray:
-    """uint8 [image_size, image_size, 1] exactly as evaluate's dataset gives the same image: the
-    image becomes a record (the build's encode_example) parsed by training's decode_and_resize."""
-    from reproduce.data import decode_and_resize
-
-    record = encode_example(image, np.zeros(NUM_CLASSES), "predict", 0, "raw")
-    return decode_and_resize(record, "raw", stored_size, image_size)["image"].numpy()
-
-
-def stored_size(resolved: dict, config: Config) -> tuple[int, str]:
-    """The size the run's TFRecords hold its images at, and where that came from: config.json's
-    `stored_size` (recorded by reproduce.train), else the manifest of its data_dir if that is the
-    manifest it trained on (SHA-256), else config.image_size with a warning (images then go
-    straight to image_size with INTER_AREA: scores may differ slightly from evaluate's)."""
-    if "stored_size" in resolved:
-        return int(resolved["stored_size"]), "config.json"
-    data_dir = Path(str(resolved.get("data_dir", "")))
-    for folder in (data_dir, PROJECT_ROOT / data_dir):
-        manifest = folder / "manifest.json"
-        if manifest.is_file() and sha256_file(manifest) == resolved.get("manifest_sha256"):
-            return int(json.loads(manifest.read_text())["size"]), portable_path(manifest)
-    print(f"warning: the run's stored image size is unknown (config.json has no stored_size and "
-          f"{data_dir / 'manifest.json'} is not the manifest it trained on); resizing images "
-          f"straight to image_size {config.image_size}", file=sys.stderr)
-    return config.image_size, "image_size (stored size unknown)"
-
-
-class Predictor:
-    """A run's checkpoint, its forward pass, and the sizes an image goes through."""
-
-    def __init__(self, run_dir, checkpoint: str | None = None):
-        from reproduce.evaluate import CheckpointError, compiled_forward, load_checkpoint
-
-        self.run_dir = Path(run_dir)
-        config_path = self.run_dir / "config.json"
-        if not config_path.is_file():
-            raise CheckpointError(f"{config_path}: not found (is {run_dir} a reproduce.train run?)")
-        self.resolved = json.loads(config_path.read_text())
-        self.config = Config.load(config_path)
-        self.checkpoint = checkpoint or self.config.checkpoint
-        self.model = load_checkpoint(self.run_dir / f"{self.checkpoint}.keras", self.config)
-        self.forward = compiled_forward(self.model)
-        self.stored_size, self.stored_size_source = stored_size(self.resolved, self.config)
-        self._gradcam = None
-
-    def inputs(self, path: Path) -> np.ndarray:
-        return model_input(read_image(path, self.stored_size), self.stored_size, self.config.image_size)
-
-    def heatmaps(self, images, classes) -> np.ndarray:
-        if self._gradcam is None:
-            from reproduce.gradcam import GradCAM
-
-            self._gradcam = GradCAM(self.model)
-        return self._gradcam(images, classes)
 
 
 def cam_names(files: list[Path]) -> list[str]:
@@ -196,6 +111,9 @@ def main(argv=None) -> int:
         parser.error(f"--top-k must be between 1 and {NUM_CLASSES}")
 
     def body():
+        quiet.start_tensorflow()
+        from reproduce.predictor import Predictor, find_images
+
         files, problems = find_images(args.paths)
         for message in problems:
             print(f"error: {message}", file=sys.stderr)
@@ -216,7 +134,7 @@ def main(argv=None) -> int:
     return cli.run(body)
 
 
-def write_outputs(frame: pd.DataFrame, args, predictor: Predictor, failed: int) -> None:
+def write_outputs(frame: pd.DataFrame, args, predictor, failed: int) -> None:
     """predictions.csv (written whole, then renamed: never half a file) and predict_config.json."""
     target = args.out / "predictions.csv"
     partial = target.with_suffix(".csv.partial")

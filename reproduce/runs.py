@@ -34,9 +34,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from data_prep import cli
+from common import cli
 from data_prep.schema import SPLITS
-from reproduce.config import MODELS, PRESETS
+from reproduce import backbones
+from reproduce.config import PRESETS
 from reproduce.report.predictions import KEY_RE
 
 STEPS = ("train", "evaluate")
@@ -71,9 +72,9 @@ class Result:
 def parse_key(key: str) -> tuple[str, str]:
     """'densenet121_ewl' → ('densenet121', 'ewl'); the loss may hold underscores (ewl_neg)."""
     model, _, loss = key.partition("_")
-    if not KEY_RE.match(key) or model not in MODELS or not loss:
+    if not KEY_RE.match(key) or model not in backbones.names() or not loss:
         raise ValueError(f"--keys {key!r}: expected <model>_<loss> with model one of "
-                         f"{', '.join(MODELS)} (e.g. densenet121_ewl)")
+                         f"{', '.join(backbones.names())} (e.g. densenet121_ewl)")
     return model, loss
 
 

@@ -13,246 +13,31 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":  # --help and --version before the TensorFlow import below
-    from reproduce.cli_parsers import answer_without_tensorflow, train_parser
-    answer_without_tensorflow(train_parser)
-
-
-import importlib.util
-import json
-from pathlib import Path
-
-import keras
-import pandas as pd
-import tensorflow as tf
-
-from data_prep import cli
-from data_prep.checksums import sha256_file
-from data_prep.provenance import portable_path, provenance
-from data_prep.shards import manifest_summary, verify_shards
-from reproduce import backend
-from reproduce import callbacks as cb
+from common import cli, quiet
 from reproduce import config as config_module
-from reproduce import distribute
-from reproduce.cli_parsers import train_parser as build_parser
-from reproduce.config import Config, preset
-from reproduce.data import (check_execution_chunks, make_eval_dataset, read_manifest, train_steps,
-                            training_dataset)
-from reproduce.evaluate import compiled_forward
-from reproduce.loss_registry import build_loss
-from reproduce.models import build_model
-from reproduce.run_data import data_differences
-
-JIT = {"auto": "auto", "on": True, "off": False}
-DEFAULTS = Config().to_dict()
+from reproduce.config import PRESETS, preset
 
 
-class TrainingFailed(RuntimeError):
-    """The run cannot go on (NaN loss, a run folder of another config); one-line message."""
-
-
-def set_precision(config: Config) -> bool:
-    """mixed_float16 on a GPU (the head stays float32: models.build_model); on a CPU float16 is
-    slower than float32 and has no Tensor Cores, so we warn and stay float32 (our choice)."""
-    if not config.mixed_precision:
-        return False
-    if backend.accelerator_present():
-        keras.mixed_precision.set_global_policy("mixed_float16")
-        return True
-    print("warning: --mixed-precision needs a GPU; training in float32 on this CPU", file=sys.stderr)
-    return False
-
-
-def prepare_run_dir(config: Config, data_dir: Path, out_dir: Path, preset_name, extra: dict) -> None:
-    """Write RUN/config.json, or check that the one there is this run's (resume)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = data_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    meta = {"preset": preset_name, "data_dir": portable_path(data_dir),
-            "manifest_sha256": sha256_file(manifest_path), "manifest_bytes": manifest_path.stat().st_size,
-            "data_summary": manifest_summary(manifest),  # what evaluate and report check against
-            "synthetic": manifest.get("synthetic"),  # the phantom's mark (None: an older build)
-            "stored_size": manifest["size"],  # reproduce.predict's resize
-            "keras_backend": backend.name(),
-            "provenance": provenance(), **extra}
-    path = out_dir / "config.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        # A field that did not exist when the run started had its default then.
-        diff = sorted(k for k, v in config.to_dict().items() if saved.get(k, DEFAULTS[k]) != v)
-        if saved.get("keras_backend", "tensorflow") != meta["keras_backend"]:
-            diff.append("keras_backend")  # a resumed run repeats its own numbers
-        data = data_differences(saved, meta["manifest_sha256"], meta["data_summary"])
-        if data:
-            diff.append(f"training data: {'; '.join(data)}")
-        if diff:
-            raise TrainingFailed(f"{path}: written by another configuration (differs in "
-                                 f"{', '.join(diff)}); use a new --out")
-    config.save(path, **meta)
-
-
-def completed_epochs(config: Config, out_dir: Path, backup) -> int:
-    """Epochs this run folder holds: the backup's, or all of them for a finished run (a finished
-    run deletes its backup and has a history row per epoch)."""
-    done = backup.completed_epochs()
-    if done == 0 and len(cb.read_history(out_dir / "history.csv")) >= config.epochs:
-        return config.epochs
-    return done
-
-
-def _callbacks(config, data_dir, out_dir, loss, model, chief, backup, best, progress):
-    if not chief:
-        return [cb.StopOnNonFiniteLoss(), backup]
-    forward = compiled_forward(model, jit_compile=model.jit_compile is True, eager=config.run_eagerly)
-    best_score, best_epoch = best
-    return [
-        cb.ValidationAUC(make_eval_dataset(data_dir, "val", config), loss, forward, config.batch_size),
-        cb.StopOnNonFiniteLoss(),
-        cb.LastCheckpoint(out_dir),
-        cb.HistoryCSV(out_dir / "history.csv"),
-        *_tensorboard(out_dir),
-        progress,
-        backup,  # after last.keras and the history row: see reproduce/callbacks.py
-        cb.BestCheckpoint(out_dir, best_score, best_epoch),  # after the backup: ditto
-    ]
-
-
-def _tensorboard(out_dir):
-    # tf.summary needs the tensorboard package, which TensorFlow no longer pulls in; without it
-    # the run goes on (history.csv has every number TensorBoard would show).
-    if importlib.util.find_spec("tensorboard") is None:
-        print("note: tensorboard is not installed; RUN/tensorboard not written (pip install tensorboard)")
-        return []
-    return [cb.EpochTensorBoard(log_dir=str(out_dir / "tensorboard"), write_graph=False)]
-
-
-def compile_for_training(model, config: Config, loss) -> keras.Model:
-    """The one place a run's optimizer and compile switches are set (the benchmarks call it too,
-    so what they time is what `train` runs). The caller enters the strategy scope."""
-    # §IV.B "optimized the network using Adam [12] … learning rate initialed as 0.001"
-    optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[config.optimizer]
-    model.compile(optimizer=optimizer(config.learning_rate), loss=loss,
-                  run_eagerly=config.run_eagerly, jit_compile=JIT[config.jit_compile],
-                  steps_per_execution=config.steps_per_execution)
-    # Adam's slots made now, not inside the first train step: there, variable creation makes
-    # tf.function trace the whole step twice (DenseNet121 first epoch 35 s shorter on 2 cores;
-    # docs/testing.md). The same variables, the same values: the step's numbers do not change.
-    model.optimizer.build(model.trainable_variables)
-    return model
-
-
-def _compiled_model(config, manifest, strategy, backbone):
-    with strategy.scope():
-        model = build_model(config, backbone=backbone, replicas=strategy.num_replicas_in_sync)
-        loss = build_loss(config, manifest)
-        compile_for_training(model, config, loss)
-    return model, loss
-
-
-def _train_data(data_dir, config, strategy, steps: int, first_epoch: int):
-    """The global batch stays config.batch_size (§IV.B: 32); each replica gets its share. One
-    worker: Keras splits each global batch over the replicas, so one replica or N see the same
-    images. Several workers: each reads only its own shard files (data.worker_shards)."""
-    replicas = strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-        raise TrainingFailed(f"batch size {config.batch_size} is not divisible by {replicas} replicas")
-    _, n_workers = distribute.workers(strategy)
-    if n_workers == 1:
-        return training_dataset(data_dir, config, steps, first_epoch)
-
-    def per_worker(context):
-        per_replica = context.get_per_replica_batch_size(config.batch_size)
-        local_replicas = config.batch_size // context.num_input_pipelines // per_replica
-        return training_dataset(data_dir, config, steps * local_replicas, first_epoch,
-                                context.input_pipeline_id, context.num_input_pipelines, per_replica)
-
-    return strategy.distribute_datasets_from_function(per_worker)
-
-
-def _resume(config, out_dir, backup, strategy, chief) -> tuple[int, tuple[float, int | None]]:
-    """(epochs already done, (best val mean AUC so far, its epoch)); all workers must agree on
-    the first."""
-    done = distribute.agree(strategy, completed_epochs(config, out_dir, backup),
-                            "the epochs already trained")
-    if not chief or done >= config.epochs:
-        return done, (float("-inf"), None)
-    history = cb.reconcile_history(out_dir / "history.csv", done)
-    scores = history["val_mean_auc"]
-    if not len(history) or scores.isna().all():
-        return done, (float("-inf"), None)
-    return done, (float(scores.max()), int(history.loc[scores.idxmax(), "epoch"]))
-
-
-def _fit(model, data, config, steps, callbacks, out_dir, backup, data_dir):
-    try:
-        model.fit(data, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks,
-                  shuffle=False, verbose=0)
-    except cb.NonFiniteLoss as err:
-        last = out_dir / "last.keras"
-        good = f"{last} (epoch {backup.completed_epochs()})" if last.exists() else "none"
-        raise TrainingFailed(f"{err}; last good checkpoint: {good}") from None
-    except tf.errors.OpError as err:  # e.g. a shard damaged after the check at start-up
-        raise TrainingFailed(f"{data_dir}: TensorFlow stopped training "
-                             f"({cli.one_line(err)[:300]})") from None
-
-
-def print_plan(config, preset_name, steps, strategy, out_dir, first_epoch) -> None:
-    print(f"plan: {config.model} + {config.loss}, preset {preset_name}, {config.image_size}² images, "
-          f"weights {config.weights}; epochs {first_epoch + 1}-{config.epochs} of {config.epochs} × "
-          f"{steps} steps of {config.batch_size} images on {strategy.num_replicas_in_sync} "
-          f"replica(s) ({config.batch_size // strategy.num_replicas_in_sync} each), Keras backend "
-          f"{backend.name()}; writing {out_dir}", flush=True)
-
-
-def train(config: Config, data_dir, out_dir, backbone=None, preset_name=None,
-          verify_checksums: bool = False) -> pd.DataFrame:
-    """Train (or resume) the run in `out_dir`; return its history (one row per epoch).
-
-    `backbone`: callable(input_shape) -> keras.Model replacing config.model's (tests only)."""
-    distribute.configure_devices(config)  # before anything starts TensorFlow's runtime
-    strategy = distribute.make_strategy(config.distribute)  # multi-worker: before other TF ops
-    keras.utils.set_random_seed(config.seed)  # seeds Python, NumPy, TF (and tf.data) and Keras
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    manifest = read_manifest(data_dir)
-    verify_shards(data_dir, manifest, ("train", "val"), checksums=verify_checksums)
-    if config.image_size > int(manifest["size"]):  # a sign, not an error: a run may want it
-        print(f"warning: {data_dir} stores {manifest['size']}² images; training at "
-              f"{config.image_size}² enlarges (blurs) every one: build the shards at "
-              f"{config.image_size} (python -m data_prep.build --size {config.image_size})",
-              file=sys.stderr)
-    chief = distribute.is_chief(strategy)
-    steps = train_steps(manifest, config, distribute.workers(strategy)[1])
-    check_execution_chunks(steps, config.steps_per_execution)  # before anything is written
-    policy = keras.mixed_precision.global_policy()
-    try:
-        mixed = set_precision(config)
-        if chief:
-            prepare_run_dir(config, data_dir, out_dir, preset_name,
-                            {"mixed_precision_active": mixed, "replicas": strategy.num_replicas_in_sync,
-                             "steps_per_epoch_resolved": steps})
-        backup = cb.AtomicBackupAndRestore(out_dir / "backup", writer=chief)
-        done, best = _resume(config, out_dir, backup, strategy, chief)
-        if done >= config.epochs:
-            print(f"{out_dir}: already trained for {config.epochs} epochs; nothing to do")
-        else:
-            print_plan(config, preset_name, steps, strategy, out_dir, done)
-            model, loss = _compiled_model(config, manifest, strategy, backbone)
-            estimate = preset_name == "paper" and not backend.accelerator_present()
-            progress = cb.Progress(config.epochs, steps, estimate=estimate)
-            callbacks = _callbacks(config, data_dir, out_dir, loss, model, chief, backup, best, progress)
-            data = _train_data(data_dir, config, strategy, steps, done)
-            _fit(model, data, config, steps, callbacks, out_dir, backup, data_dir)
-        if not chief:  # a non-chief worker wrote nothing; the chief's history is the run's
-            return pd.DataFrame(columns=cb.HISTORY_COLUMNS)
-        return cb.read_history(out_dir / "history.csv")
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
+def build_parser():
+    p = cli.make_parser("reproduce.train", __doc__)
+    p.add_argument("--data", required=True, metavar="SHARDS", help="TFRecord folder of data_prep.build (manifest.json)")
+    p.add_argument("--out", required=True, help="run folder (created; an unfinished run resumes)")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+                   help="starting values of every field: paper (the paper's settings), demo, smoke")
+    p.add_argument("--verify-shards", action="store_true",
+                   help="also check every shard's SHA-256 against manifest.json (size and record "
+                        "count are always checked)")
+    config_module.add_arguments(p)
+    return p
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help and --version end here, before TensorFlow
 
     def body():
+        quiet.start_tensorflow()
+        from reproduce.engine.training import train
+
         config = preset(args.preset).override(**config_module.overrides(args))
         history = train(config, args.data, args.out, preset_name=args.preset,
                         verify_checksums=args.verify_shards)

@@ -5,7 +5,7 @@
 `make weights` fetches the three notop files ahead of time into the Keras cache
 ($KERAS_HOME/models, else ~/.keras/models), where `--weights imagenet` finds them; training
 downloads a missing one on first use. Each file is the one keras.applications itself downloads
-(same URL, same name, same MD5: `NOTOP`), through `keras.utils.get_file` with its progress bar,
+(same URL, same name, same MD5: each backbone's record in reproduce/backbones.py), through `keras.utils.get_file` with its progress bar,
 and reaches its final name only once its hash is verified. A machine without internet: run this
 on one with internet and copy ~/.keras/models/*.h5 into the GPU node's Keras cache, or point
 --mirror (or $REPRODUCE_WEIGHTS_MIRROR) at a folder URL that serves the three files. A failed
@@ -22,10 +22,11 @@ import socket
 import sys
 import tempfile
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep import cli
+from common import cli, quiet
+from reproduce import backbones
+from reproduce.backbones import NotopWeights
 
 # Our choice: a download fails when the server sends nothing for this long (connect, or between
 # two reads; urllib's socket timeout), so an unreachable or stalled server never hangs a run.
@@ -42,52 +43,13 @@ class ImagenetWeightsUnavailable(RuntimeError):
     reproduce.models.ImagenetWeightsUnavailable). A RuntimeError: the CLIs print it as one line."""
 
 
-@dataclass(frozen=True)
-class NotopWeights:
-    """What keras.applications.<module>.<constructor>(include_top=False, weights="imagenet")
-    passes to keras.utils.get_file (tests/test_weights.py checks it against Keras' source)."""
-
-    model: str        # config.model
-    module: str       # keras.applications.<module>
-    constructor: str  # keras.applications.<module>.<constructor>
-    file_name: str    # get_file's fname: the file's name in the Keras cache
-    origin: str       # get_file's origin
-    file_hash: str    # get_file's file_hash; 32 hex digits, so Keras checks it as an MD5
-
-    @property
-    def hash_algorithm(self) -> str:
-        """keras.src.utils.file_utils.resolve_hasher with algorithm "auto": 64 digits SHA-256, else MD5."""
-        return "sha256" if len(self.file_hash) == 64 else "md5"
-
-    def url(self, mirror: str | None = None) -> str:
-        """The origin, or the same file name under the folder URL `mirror`."""
-        return self.origin if not mirror else f"{mirror.rstrip('/')}/{self.file_name}"
-
-
-_GCS = "https://storage.googleapis.com/tensorflow/keras-applications"
-# One record per Table I backbone, the values of Keras 3.15's keras/src/applications/:
-NOTOP = {
-    # vgg16.py: WEIGHTS_PATH_NO_TOP; get_file("vgg16_…_notop.h5", …, cache_subdir="models", file_hash=…)
-    "vgg16": NotopWeights("vgg16", "vgg16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                          f"{_GCS}/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                          "6d6bbae143d832006294945121d1f1fc"),
-    # resnet.py: f"{BASE_WEIGHTS_PATH}{file_name}", WEIGHTS_HASHES["resnet50"][1] (the notop hash)
-    "resnet50": NotopWeights("resnet50", "resnet", "ResNet50",
-                             "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                             f"{_GCS}/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                             "4d473c1dd8becc155b73f8504c6f6626"),
-    # densenet.py: DENSENET121_WEIGHT_PATH_NO_TOP; get_file(…, cache_subdir="models", file_hash=…)
-    "densenet121": NotopWeights("densenet121", "densenet", "DenseNet121",
-                                "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                f"{_GCS}/densenet/densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                "30ee3e1110167f948a6b9946edeeb738"),
-}
-
-
 def notop(model_name: str) -> NotopWeights:
-    if model_name not in NOTOP:
-        raise ValueError(f"no ImageNet weights for model {model_name!r}; expected one of {tuple(NOTOP)}")
-    return NOTOP[model_name]
+    """The ImageNet notop file of a backbone (its record in reproduce/backbones.py)."""
+    record = backbones.backbone(model_name)
+    if record.weights is None:
+        raise ValueError(f"no ImageNet weights for model {model_name!r}; expected one of "
+                         f"{backbones.pretrained()}")
+    return record.weights
 
 
 def cache_folder() -> Path:
@@ -155,20 +117,22 @@ def _reason(err: BaseException, timeout_s: float) -> str:
     return cli.one_line(err)
 
 
-def _unavailable(record: NotopWeights, url: str, folder: Path, reason: str) -> ImagenetWeightsUnavailable:
+def _unavailable(model: str, record: NotopWeights, url: str, folder: Path,
+                 reason: str) -> ImagenetWeightsUnavailable:
     name = record.file_name
     return ImagenetWeightsUnavailable(
-        f"ImageNet weights for {record.model}: downloading {url} failed ({reason}); no verified "
+        f"ImageNet weights for {model}: downloading {url} failed ({reason}); no verified "
         f"{name} in {folder}. Ways out: (1) `make weights` where there is internet (on another "
         f"machine: then copy its ~/.keras/models/*.h5 into {folder}); (2) copy {name} into "
         f"{folder} ($KERAS_HOME/models, the Keras cache); (3) --weights PATH with a notop .h5 "
         f"file (--weights none trains from scratch)")
 
 
-def _download(record: NotopWeights, url: str, folder: Path, timeout_s: float) -> None:
+def _download(model: str, record: NotopWeights, url: str, folder: Path, timeout_s: float) -> None:
     """get_file into NAME.partial (its progress bar, its hash check), then renamed to NAME: a
     partial or corrupt download never has the final name (get_file leaves a file that fails the
     hash under the name it was given)."""
+    quiet.start_tensorflow()  # Keras' TensorFlow backend, with its start-up lines off the terminal
     from keras.utils import get_file  # here, not at import: --help needs no Keras
 
     partial = folder / f"{record.file_name}.partial"
@@ -188,7 +152,7 @@ def _download(record: NotopWeights, url: str, folder: Path, timeout_s: float) ->
         if isinstance(err, ValueError) and partial.is_file():  # get_file's hash check
             reason = (f"{record.hash_algorithm} of the download is "
                       f"{_digest(partial, record.hash_algorithm)}, Keras expects {record.file_hash}")
-        raise _unavailable(record, url, folder, reason) from err
+        raise _unavailable(model, record, url, folder, reason) from err
     finally:
         socket.setdefaulttimeout(previous)
         partial.unlink(missing_ok=True)
@@ -209,7 +173,7 @@ def fetch(model_name: str, *, mirror: str | None = None, timeout_s: float = TIME
         if target.exists():
             print(f"{target}: its {record.hash_algorithm} differs from Keras' {record.file_hash}: "
                   "downloading it again", flush=True)
-        _download(record, record.url(mirror), folder, timeout_s)
+        _download(model_name, record, record.url(mirror), folder, timeout_s)
     return target, True
 
 
@@ -222,8 +186,9 @@ def imagenet_weights(model_name: str, *, mirror: str | None = None, timeout_s: f
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser("reproduce.weights", __doc__)
-    parser.add_argument("--models", nargs="+", action="extend", choices=tuple(NOTOP), metavar="MODEL",
-                        help=f"which backbones' notop files, of {', '.join(NOTOP)} (default: all three)")
+    parser.add_argument("--models", nargs="+", action="extend", choices=backbones.pretrained(),
+                        metavar="MODEL", help=f"which backbones' notop files, of "
+                                              f"{', '.join(backbones.pretrained())} (default: all)")
     parser.add_argument("--mirror", metavar="URL",
                         help=f"a folder URL serving the files under their Keras names, instead of "
                              f"Keras' own URLs (default: ${MIRROR_ENV} if set)")
@@ -236,7 +201,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def body():
-        names = list(dict.fromkeys(args.models or NOTOP))
+        names = list(dict.fromkeys(args.models or backbones.pretrained()))
         for name in names:
             path, downloaded = fetch(name, mirror=args.mirror, timeout_s=args.timeout)
             print(f"{name}: {'downloaded' if downloaded else 'already present'}, "

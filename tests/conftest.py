@@ -3,7 +3,7 @@
 with its TFRecords, built once per test session."""
 import os
 
-# Before any TensorFlow import (data_prep.quiet sets the same defaults when a package loads).
+# Before any TensorFlow import (common.quiet sets the same defaults when a package loads).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # No test reaches the internet: ImageNet weights fetched without a test's own mirror are asked of
@@ -104,8 +104,8 @@ def predict_run(tmp_path_factory, phantom_dir):
     one smoke epoch (so evaluate and predict both resize in TensorFlow), evaluated on test."""
     from data_prep.build import build_dataset
     from reproduce.config import smoke
-    from reproduce.evaluate import evaluate_run
-    from reproduce.train import train
+    from reproduce.engine.inference import evaluate_run
+    from reproduce.engine.training import train
 
     root = tmp_path_factory.mktemp("predict")
     build_dataset(phantom_dir, root / "shards", split="paper", size=48, workers=1, seed=0)

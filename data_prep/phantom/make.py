@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
+from common import cli
 from data_prep.labels import (EXPERT_FINDINGS, class_counts, read_bbox_file, read_expert_labels,
                               read_label_file)
 from data_prep.phantom.choose import PhantomError, choose_patients

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_prep.checksums import sha256_file
+from common.checksums import sha256_file
 from data_prep.labels import read_label_file
-from data_prep.provenance import portable_path
+from common.provenance import portable_path
 from data_prep.schema import CLASSES
 from reproduce.report import beyond_figures, calibration, operating_points, subgroups
 from reproduce.report.predictions import (SYNTHETIC_NOTE, ReportError, align_runs, arrays,

@@ -31,9 +31,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from data_prep import cli
-from data_prep.checksums import sha256_file
-from data_prep.provenance import portable_path, provenance
+from common import cli
+from common.checksums import sha256_file
+from common.provenance import portable_path, provenance
 from data_prep.schema import SPLITS
 from reproduce import metrics, run_data
 from reproduce.report import beyond, expert, seeds, table1

@@ -19,16 +19,11 @@ import numpy as np  # noqa: E402
 
 from data_prep.schema import CLASSES  # noqa: E402
 from reproduce import metrics  # noqa: E402
+from reproduce.paper import FIGURE1_PANELS  # noqa: E402
 from reproduce.report import seeds  # noqa: E402
 from reproduce.report.predictions import SYNTHETIC_NOTE, arrays  # noqa: E402
 
-# Figure 1's panels in caption order: (key, panel title).
-PANELS = (
-    ("vgg16_wce", "(a) VGG16, weighted CE"),
-    ("resnet50_wce", "(b) ResNet50, weighted CE"),
-    ("densenet121_wce", "(c) DenseNet121, weighted CE"),
-    ("densenet121_ewl", "(d) DenseNet121, proposed loss (Eq. 2)"),
-)
+PANELS = FIGURE1_PANELS  # Figure 1's panels in caption order: (key, panel title)
 # Our choice: each class has its own colour AND its own line style, the same in every panel, so
 # two curves never look alike even in grey print or to a colour-blind reader. Colours: tab10
 # without its grey (grey is the chance line) + 5 dark ones; dash patterns: 14 distinct on/off runs.

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_prep import cli
-from data_prep.checksums import sha256_file
-from data_prep.provenance import cpu_facts, describe_cpu, portable_path, provenance
+from common import cli
+from common.checksums import sha256_file
+from common.provenance import cpu_facts, describe_cpu, portable_path, provenance
 
 META = "reference.json"
 SKIP = ("runs",)  # checkpoints and predictions: big, and remade by make demo

@@ -18,13 +18,13 @@ import pandas as pd
 
 from data_prep.schema import CLASSES
 from reproduce import metrics
+from reproduce.paper import DELONG_PAIR  # §IV.D: the proposed loss vs its baseline
 from reproduce.report import seeds
 from reproduce.report.predictions import SYNTHETIC_NOTE, ReportError, arrays
 
 PAPER_TABLE = "paper_table1.csv"  # package data of reproduce.report
 AVE = "AVE"  # Table I's last row: unweighted mean over the 14 classes
 ROWS = (*CLASSES, AVE)
-DELONG_PAIR = ("densenet121_ewl", "densenet121_wce")  # §IV.D: the proposed loss vs its baseline
 PAIR_FILE = "table1_ewl_vs_wce.csv"
 
 

@@ -1,34 +1,27 @@
-"""Ablation of Eq. (2): the literal loss, weighted CE and each of its readings, same model.
-
-    python -m reproduce.ablation --data SHARDS --runs-dir RUNS --labels LABELFILE --out OUT [--synthetic]
-                                 [--readings R ...] [--preset demo] [--model densenet121]
-    (`make ablation`: demo preset, DenseNet121 on the synthetic set.)
+"""Ablation of Eq. (2): the literal loss, weighted CE and each of its readings, same model
+(`python -m reproduce.ablation`, `make ablation`, is the program).
 
 For each loss — "wce" (Eq. (1)), "ewl" (Eq. (2) as printed) and every reading of
-`reproduce.study.readings` — RUNS/<model>_<loss> is trained and evaluated on the test split,
-unless its predictions_test.csv already exists (`make demo` leaves wce and ewl there). Writes
-OUT/ablation.csv (one row per loss: mean AUC with its patient-bootstrap 95% CI, per-class AUC,
-per-class DeLong p vs weighted CE, classes significantly better/worse), OUT/label_relations.csv
-and .png (`reproduce.study.relations` against the REAL label file) and OUT/ewl_term.png.
-`--figure-only` writes just ewl_term.png (docs/figures/ewl_term.png is made that way).
+`reproduce.losses.readings` — RUNS/<model>_<loss> is trained and evaluated on the test split
+(`reproduce.engine`), unless its predictions_test.csv already exists (`make demo` leaves wce and
+ewl there). `run_ablation` writes OUT/ablation.csv (one row per loss: mean AUC with its
+patient-bootstrap 95% CI, per-class AUC, per-class DeLong p vs weighted CE, classes significantly
+better/worse), OUT/label_relations.csv and .png (`reproduce.study.relations` against the REAL
+label file) and OUT/ewl_term.png.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from data_prep import cli
 from data_prep.schema import CLASSES
 from reproduce import metrics, run_data
 from reproduce.report.predictions import align_runs, arrays, read_predictions, read_run_config
 from reproduce.study import relations
 from reproduce.study.plots import plot_ewl_term, plot_relations
-from reproduce.study.readings import READINGS
 
 BASELINE, LITERAL = "wce", "ewl"
 ALPHA = 0.05  # our choice: two-sided DeLong p < 0.05 per class, no multiplicity correction
@@ -64,8 +57,8 @@ def ensure_predictions(config, data_dir: Path, run_dir: Path, preset_name=None) 
         return pred
     import keras
 
-    from reproduce.evaluate import evaluate_run
-    from reproduce.train import train
+    from reproduce.engine.inference import evaluate_run
+    from reproduce.engine.training import train
 
     print(f"[ablation] training {run_dir.name} ({config.loss}) ...", flush=True)
     train(config, data_dir, run_dir, preset_name=preset_name)
@@ -76,7 +69,7 @@ def ensure_predictions(config, data_dir: Path, run_dir: Path, preset_name=None) 
 
 def _check_data(config: dict, run_dir: Path, data_dir: Path) -> None:
     """A run whose predictions are reused must have been trained (and evaluated) on --data."""
-    from data_prep.checksums import sha256_file
+    from common.checksums import sha256_file
     from reproduce.data import read_manifest
 
     run_data.check_trained_on(config, run_dir, data_dir, read_manifest(data_dir),
@@ -128,41 +121,6 @@ def relation_rows(frames: dict[str, pd.DataFrame], label_phi: np.ndarray) -> tup
     return rows, matrices
 
 
-def build_parser():
-    from reproduce.config import MODELS, PRESETS
-
-    ap = cli.make_parser("reproduce.ablation", __doc__)
-    ap.add_argument("--data", type=Path, metavar="SHARDS", help="TFRecord folder (data_prep.build output)")
-    ap.add_argument("--runs-dir", type=Path, help="folder of run folders <model>_<loss>")
-    ap.add_argument("--labels", type=Path, help="the REAL Data_Entry_2017*.csv(.gz) (label relations)")
-    ap.add_argument("--out", type=Path, required=True, help="folder for the tables and figures")
-    ap.add_argument("--readings", action="extend", nargs="+", choices=READINGS, metavar="READING",
-                    help=f"readings of Eq. (2) to train beside wce and ewl, several after one "
-                         f"--readings or one per --readings; any of {', '.join(READINGS)} "
-                         "(default: all)")
-    ap.add_argument("--preset", default="demo", choices=sorted(PRESETS), help="training preset")
-    ap.add_argument("--model", default="densenet121", choices=MODELS, help="backbone of every run")
-    ap.add_argument("--n-resamples", type=int, default=1000, help="patient-bootstrap resamples")
-    ap.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed")
-    ap.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=False,
-                    help="--data is the phantom: say so everywhere (also found without it: runs "
-                         "trained on the phantom record it in config.json; for runs of older code)")
-    ap.add_argument("--figure-only", action="store_true", help="write OUT/ewl_term.png and stop")
-    cli.rename(ap, "--runs", "--runs-dir")
-    cli.rename(ap, "--seed", "--bootstrap-seed")
-    cli.rename(ap, "--real", "--no-synthetic")
-    return ap
-
-
-def parse_args(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.figure_only and not (args.data and args.runs_dir and args.labels):
-        parser.error("--data, --runs-dir and --labels are required (unless --figure-only)")
-    args.readings = args.readings or list(READINGS)
-    return args
-
-
 def run_ablation(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     from data_prep.labels import label_matrix, read_label_file
     from reproduce.config import preset
@@ -195,26 +153,3 @@ def run_ablation(args) -> tuple[pd.DataFrame, pd.DataFrame]:
     plot_relations(label_phi, matrices, rows, args.out / "label_relations.png", note)
     plot_ewl_term(args.out / "ewl_term.png")
     return table, relation_table
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-
-    def body():
-        args.out.mkdir(parents=True, exist_ok=True)
-        if args.figure_only:
-            plot_ewl_term(args.out / "ewl_term.png")
-            print(f"wrote {args.out / 'ewl_term.png'}")
-            return
-        table, relation_table = run_ablation(args)
-        shown = table[["loss", "mean_auc", "mean_ci_low", "mean_ci_high", "n_better", "n_worse",
-                       "n_auc_below_half"]]
-        agreement = relation_table[["loss", "agreement_with_real_labels"]]
-        print(shown.merge(agreement, on="loss").to_string(index=False))
-        print(f"wrote {args.out / 'ablation.csv'}, label_relations.csv/.png, ewl_term.png")
-
-    return cli.run(body)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

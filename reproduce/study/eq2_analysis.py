@@ -1,7 +1,7 @@
 """Eq. (2) in NumPy: its per-class term, its gradient through the softmax, and a toy experiment.
 
 docs/entropy_weighting_loss.md derives ∂L/∂z_k = −Σ_i l_i (1 + log p_i) p_i (δ_ik − p_k) for
-L = −Σ_i l_i p_i log p_i, p = softmax(z); tests/test_ewl_gradient.py checks it against autodiff.
+L = −Σ_i l_i p_i log p_i, p = softmax(z); tests/reproduce/losses/test_ewl_gradient.py checks it against autodiff.
 The toy experiment trains a linear softmax model with each loss's gradient and scores it.
 """
 from __future__ import annotations

@@ -6,7 +6,7 @@ For each loss (the paper's two and a reading of Eq. (2) that nests another loss)
 model (convolutions, BatchNormalization, the BackboneInput layer and the head) compiled as
 `reproduce.train` compiles it, one Adam step taken (so the optimizer's state is in the file),
 saved as `best.keras` beside its `config.json`, with the scores it gives four seeded images in
-`expected.json`. tests/test_old_checkpoints.py loads them with today's code.
+`expected.json`. tests/reproduce/engine/test_old_checkpoints.py loads them with today's code.
 The committed files were written by the code of commit e4fb62f (2026-12-07), before the tree was
 reorganised (engine/, losses/, backbones.py): they must keep loading unchanged.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from reproduce.config import smoke
-from reproduce.loss_registry import build_loss
+from reproduce.losses import build_loss
 from reproduce.models import build_model
-from reproduce.train import compile_for_training
+from reproduce.engine.training import compile_for_training
 
 LOSSES = ("wce", "ewl", "wce_ewl")
 SIZE = 32
