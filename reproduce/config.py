@@ -129,26 +129,22 @@ class Config:
 def paper() -> Config:
     """Mo & Cai §IV.B: 224², Adam 1e-3, batch 32, 50 epochs, flip, ImageNet weights.
 
-    `make paper DATA_DIR=…` (four runs of 50 epochs over ~78k training images). Runtime is a GPU
-    matter not measured here: `make bench-gpu` prints the img/s and the Table I hours for yours;
-    on this 2-core CPU DenseNet121 trains at 1.7 img/s at 224², i.e. ~13 h per epoch."""
+    `make paper DATA_DIR=…` (four runs of 50 epochs over ~78k training images). Its hours are a
+    GPU matter: `make bench-gpu` and `make bench-device` print the img/s and the Table I hours of
+    yours (docs/gpus.md); on a CPU, `train` prints the time per epoch it measures."""
     return Config()
 
 
 def demo() -> Config:
     """The synthetic ChestX-ray14 at laptop scale: `make demo` trains the four Table I runs in a few
     minutes on 2 CPU cores (times per CPU: README, from results/bench/times_*.json). Our choices,
-    measured on the phantom (1,200 images; test mean AUC unless said):
-    - no ImageNet weights (none offline), so training is from scratch, with Adam at 3e-4: at the
-      paper's 1e-3 VGG16 (no BatchNorm) stayed at val mean AUC 0.43 after 3 epochs; at 1e-4
-      DenseNet121 and ResNet50 reached only 0.62–0.64 in 6 epochs.
-    - 48² input, 6 epochs (was 64², 8: half the time; issue 19's goal of 15 minutes on the slowest
-      2-core CPU seen). At 48²/6, seeds 0/1/2: VGG16 0.83/0.86/0.79, ResNet50 0.81/0.81/0.80,
-      DenseNet121 0.86/0.84/0.79; Eq. (2) 0.43. VGG16 learns last (val AUC still 0.57 after 4
-      epochs with seed 2), so 5 epochs was too few; 32² at 8 epochs gave VGG16 val 0.62.
-    - BatchNorm momentum 0.9 (keras.applications' 0.99 remembers the initial statistics for
-      hundreds of steps; 144 steps leave 0.99^144 = 24 % of them): DenseNet121 with the same
-      trained weights scored 0.69 with 0.99, 0.86 with 0.9 (the old 64²/8 preset: 0.70).
+    each measured on the phantom (the numbers: docs/paper_map.md, "The demo preset" and
+    "BatchNorm's moving mean and variance"):
+    - no ImageNet weights (none offline), so training is from scratch, with Adam at 3e-4 (1e-3
+      left VGG16, without BatchNorm, at chance; 1e-4 was too slow for 6 epochs);
+    - 48² input, 6 epochs: the shortest that every backbone learns in;
+    - BatchNorm momentum 0.9: keras.applications' 0.99 remembers the initial statistics for
+      hundreds of steps, more than the demo takes;
     - deterministic, data cached in RAM: `make demo` repeats itself bit for bit on one CPU."""
     return Config(weights="none", image_size=48, epochs=6, learning_rate=3e-4, cache=True,
                   shuffle_buffer=1024, deterministic=True, batchnorm_momentum=0.9)

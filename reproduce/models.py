@@ -130,10 +130,9 @@ def _make_backbone(config, input_shape) -> keras.Model:
 def set_batchnorm_momentum(backbone: keras.Model, momentum: float) -> None:
     """Every BatchNormalization's momentum (saved with the layer's config). It changes only the
     moving statistics, which inference uses: training steps normalise with the batch's own, so
-    the weights a run learns do not depend on it. Short runs from scratch need a short memory:
-    at 0.99, the demo's 144 steps leave 0.99^144 = 24 % of the initial (0, 1) in the moving
-    statistics: DenseNet121's demo run, same trained weights, scored test mean AUC 0.69 with
-    momentum 0.99 and 0.86 with 0.9 (reproduce.config.demo)."""
+    the weights a run learns do not depend on it. Short runs from scratch need a short memory
+    (what 0.99 did to the demo's DenseNet121: docs/paper_map.md, "BatchNorm's moving mean and
+    variance")."""
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum

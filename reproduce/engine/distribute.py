@@ -57,13 +57,10 @@ def configure_devices(config) -> None:
 
 
 def _one_op_at_a_time() -> None:
-    """Op determinism alone does not make a CPU run repeat itself bit for bit: on a 2-core AMD
-    EPYC with AVX-512, DenseNet121 in graph mode (the demo preset) gave another loss on every run
-    (epoch 1 of 6 steps: 19.2659 / 19.2707; with oneDNN off too), and one inter-op thread (ops
-    one at a time, each still using every core) gave the same loss every time. Its cost there:
-    15 s per DenseNet121 demo epoch instead of 12–13 (docs/demo.md, 'Same machine, same bytes').
-    TensorFlow fixes its thread pools when it starts: in a process where it already started
-    with more (tests), the run goes on as it is."""
+    """Op determinism alone does not make a CPU run repeat itself bit for bit; one inter-op
+    thread (ops one at a time, each still using every core) does (measured, with its cost:
+    docs/exactness.md, "After a crash"). TensorFlow fixes its thread pools when it starts: in a
+    process where it already started with more (tests), the run goes on as it is."""
     if tf.config.threading.get_inter_op_parallelism_threads() == 1:
         return
     try:
