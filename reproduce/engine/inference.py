@@ -169,6 +169,27 @@ def metrics_summary(labels, scores, pids, meta: dict) -> dict:
                     "auc": aucs, "mean_auc": mean_auc(aucs), "ci95": ci})
 
 
+def _run_config(run_dir: Path, checkpoint: str | None):
+    """(config.json as written, the Config, the checkpoint asked for or the run's own)."""
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path}: not found (is {run_dir} a reproduce.train run?)")
+    config = Config.load(config_path)
+    checkpoint = checkpoint or config.checkpoint
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    return json.loads(config_path.read_text()), config, checkpoint
+
+
+def _warn_if_unfinished(run_dir: Path, config: Config) -> int:
+    """The epochs the run trained; a sign when they are fewer than its config's."""
+    done = trained_epochs(run_dir)
+    if done < config.epochs:  # an unfinished run's numbers are not Table I's
+        print(f"warning: {run_dir} trained {done} of its {config.epochs} epochs (unfinished: the "
+              "same reproduce.train command resumes it); evaluating it as it is", file=sys.stderr)
+    return done
+
+
 def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None = None,
                  verify_checksums: bool = False, other_data: bool = False) -> Path:
     """Write RUN/predictions_<split>.csv and RUN/metrics_<split>.json; return the CSV's path.
@@ -181,24 +202,14 @@ def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None 
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise CheckpointError(f"{config_path}: not found (is {run_dir} a reproduce.train run?)")
-    resolved = json.loads(config_path.read_text())
-    config = Config.load(config_path)
-    checkpoint = checkpoint or config.checkpoint
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    epochs_trained = trained_epochs(run_dir)
-    if epochs_trained < config.epochs:  # a sign: an unfinished run's numbers are not Table I's
-        print(f"warning: {run_dir} trained {epochs_trained} of its {config.epochs} epochs "
-              "(unfinished: the same reproduce.train command resumes it); evaluating it as it is",
-              file=sys.stderr)
+    resolved, config, checkpoint = _run_config(run_dir, checkpoint)
+    epochs_trained = _warn_if_unfinished(run_dir, config)
     manifest = read_manifest(data_dir)
     data_check = check_trained_on(resolved, run_dir, data_dir, manifest,
                                   sha256_file(data_dir / "manifest.json"), other_data)
     verify_shards(data_dir, manifest, [split], checksums=verify_checksums)
-    model = load_checkpoint(run_dir / f"{checkpoint}.keras", config)
+    path = run_dir / f"{checkpoint}.keras"
+    model = load_checkpoint(path, config)
     print(f"{run_dir}: predicting the {split} split with {checkpoint}.keras, then "
           f"{BOOTSTRAP_RESAMPLES} patient-bootstrap resamples ...", flush=True)
     try:
@@ -209,13 +220,12 @@ def evaluate_run(run_dir, data_dir, split: str = "test", checkpoint: str | None 
                               f"({cli.one_line(err)[:300]})") from None
     out = predictions_path(run_dir, split)
     predictions_frame(labels, scores, ids, pids).to_csv(out, index=False)
+    meta = {"split": split, "checkpoint": checkpoint, "checkpoint_path": portable_path(path),
+            "checkpoint_epoch": (checkpoint_note(path) or {}).get("epoch"),
+            "epochs_trained": epochs_trained, "data_dir": portable_path(data_dir),
+            "data_check": data_check, "config": resolved}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # classes without positives: NaN AUC, written as null
-        meta = {"split": split, "checkpoint": checkpoint,
-                "checkpoint_path": portable_path(run_dir / f"{checkpoint}.keras"),
-                "checkpoint_epoch": (checkpoint_note(run_dir / f"{checkpoint}.keras") or {}).get("epoch"),
-                "epochs_trained": epochs_trained,
-                "data_dir": portable_path(data_dir), "data_check": data_check, "config": resolved}
         summary = metrics_summary(labels, scores, pids, meta)
     (run_dir / f"metrics_{split}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return out
