@@ -182,12 +182,12 @@ def test_parallel_runs_one_failing_then_the_report_over_seeds(shards_dir, tmp_pa
 
     # Without --gpus: one after the other, streamed to the terminal and appended to the log.
     cmd = [sys.executable, "-m", "reproduce.runs", "--data", str(shards_dir), "--runs-dir", str(runs_dir),
-           "--preset", "smoke", "--keys", "tiny_wce", "--seeds", "0", "--steps", "evaluate", "--split", "test"]
+           "--preset", "smoke", "--keys", "tiny_wce", "--seeds", "0", "--steps", "evaluate"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{runs_dir / 'tiny_wce_s0' / 'predictions_test.csv'}: " in proc.stdout
     assert proc.stdout.splitlines()[-1].endswith("1 of 1 runs done")
-    log = (runs_dir / "tiny_wce_s0" / "evaluate_test.log").read_text()
+    log = (runs_dir / "tiny_wce_s0" / "evaluate_val_test.log").read_text()  # both splits, one log
     assert sum(line.startswith("# ") for line in log.splitlines()) == 2  # appended, not replaced
     assert "predictions_test.csv: " in log.splitlines()[-1]
 
