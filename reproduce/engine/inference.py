@@ -91,12 +91,13 @@ def load_model(path, compile: bool = True):
     return keras.saving.load_model(path, safe_mode=True, compile=compile)
 
 
-def load_checkpoint(path: Path, config: Config):
+def load_checkpoint(path, config: Config):
     """keras.saving.load_model (safe_mode) + a check that it is the model `config` builds.
 
     Keras only *warns* when a saved layer's weights are missing from the file; here that is an
     error, as is any layer that differs from build_model(config). Never load_weights with
     skip_mismatch: a half-loaded network would give plausible-looking, wrong AUCs."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     backend.keep_tensorflow_off_gpus()  # under JAX, before the load can start TensorFlow's runtime

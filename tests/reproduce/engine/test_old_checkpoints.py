@@ -27,7 +27,7 @@ def test_every_loss_has_a_fixture():
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)
 def test_an_old_checkpoint_loads_and_predicts_as_it_did(run):
     config = Config.load(run / "config.json")
-    model = load_checkpoint(run / "best.keras", config)
+    model = load_checkpoint(str(run / "best.keras"), config)  # a path as a user types it
     expected = np.asarray(json.loads((run / "expected.json").read_text())["scores"])
     np.testing.assert_allclose(model.predict(_images(), verbose=0), expected, rtol=0, atol=1e-6)
     compiled = keras.saving.load_model(run / "best.keras", safe_mode=True)  # with its loss
