@@ -118,11 +118,6 @@ def workers(strategy) -> tuple[int, int]:
     return order.index((resolver.task_type, resolver.task_id)), len(order)
 
 
-def is_chief(strategy) -> bool:
-    """True unless this is a non-chief worker of a multi-worker cluster (only the chief writes)."""
-    return workers(strategy)[0] == 0
-
-
 def agree(strategy, value: int, what: str) -> int:
     """`value` when every worker has the same one; else DistributeError on every worker (they
     all see the gathered values, so all stop instead of hanging in the next collective)."""
