@@ -112,9 +112,17 @@ def departures(config: dict, run) -> list[str]:
     reference = paper().to_dict()
     found = [f"{k} {config[k]} (paper {reference[k]})" for k in PAPER_SETTINGS
              if k in config and config[k] != reference[k]]
-    history = Path(run) / "history.csv"
-    if "epochs" in config and history.is_file():
-        done = max(0, len([line for line in history.read_text().splitlines() if line.strip()]) - 1)
+    if "epochs" in config and (Path(run) / "history.csv").is_file():
+        done = trained_epochs(run)
         if done < config["epochs"]:
             found.append(f"unfinished: {done} of {config['epochs']} epochs trained")
     return found
+
+
+def trained_epochs(run_dir) -> int:
+    """Epochs RUN/history.csv records (one row per completed epoch; 0 without the file)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return 0
+    with open(path) as fh:
+        return max(0, sum(1 for line in fh if line.strip()) - 1)  # less the header

@@ -34,7 +34,7 @@ from reproduce.engine import backend
 from reproduce.metrics import bootstrap_auc_ci, mean_auc, roc_auc_per_class
 from reproduce.models import build_model
 from reproduce.report.predictions import predictions_frame, predictions_path
-from reproduce.run_data import check_trained_on
+from reproduce.run_data import check_trained_on, trained_epochs
 
 # Our choice: 1,000 patient-level resamples (the paper reports no interval at all).
 BOOTSTRAP_RESAMPLES = 1000
@@ -64,15 +64,6 @@ def checkpoint_note(path: Path) -> dict | None:
             return json.loads(archive.read(CHECKPOINT_NOTE))
     except (KeyError, OSError, zipfile.BadZipFile, json.JSONDecodeError):
         return None
-
-
-def trained_epochs(run_dir: Path) -> int:
-    """Epochs RUN/history.csv records (one row per completed epoch; 0 without the file)."""
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return 0
-    with open(path) as fh:
-        return max(0, sum(1 for line in fh if line.strip()) - 1)  # less the header
 
 
 def architecture_signature(model) -> list:
